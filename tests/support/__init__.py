@@ -1,0 +1,1 @@
+"""Helpers shared by every test ring: real processes started, awaited and stopped."""
