@@ -1,0 +1,146 @@
+"""``ml-model``: train, batch-predict and manage registered models from the command line.
+
+Every failure ends with a one-line ``error: ...`` on stderr and exit code 1 (set
+ML_MODEL_DEBUG=1 for the traceback).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from ml_model.errors import UserError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Train, score and manage scikit-learn + XGBoost models in MLflow.")
+models_app = typer.Typer(no_args_is_help=True, help="Registered models.")
+app.add_typer(models_app, name="models")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def reporting_errors(command: F) -> F:
+    """Turn any exception into ``error: <cause>`` and exit code 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:
+            if os.environ.get("ML_MODEL_DEBUG"):
+                raise
+            typer.echo(f"error: {_one_line(exc)}", err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _one_line(exc: Exception) -> str:
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(exc, UserError):
+        return str(exc)
+    if isinstance(exc, MlflowException):
+        return f"MLflow: {exc.message.strip().splitlines()[0]}"
+    text = str(exc).strip().splitlines()
+    return f"{exc.__class__.__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+@app.callback()
+def main() -> None:
+    """Log progress lines to stderr; keep library chatter to warnings."""
+    logging.basicConfig(format="%(asctime)s %(message)s", datefmt="%H:%M:%S", level=logging.INFO)
+    for noisy in ("mlflow", "alembic", "urllib3", "botocore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@app.command()
+@reporting_errors
+def train(
+    config: Annotated[Path, typer.Option("--config", "-c", help="YAML training config.")],
+    overrides: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override a config field: key.path=value (repeatable).")] = None,
+) -> None:
+    """Train, evaluate, log, register, and promote when better than the champion."""
+    from ml_model.config import load_config
+    from ml_model.train import train as run_training
+
+    result = run_training(load_config(config, overrides or []), config)
+    typer.echo(f"run {result.run_id}: {result.registered_model} v{result.version} "
+               f"({result.task}) " + " ".join(f"{k}={v:.4g}" for k, v in result.metrics.items()))
+    typer.echo(("promoted to champion: " if result.promotion.promoted else "not promoted: ")
+               + result.promotion.reason)
+
+
+@app.command()
+@reporting_errors
+def predict(
+    model_uri: Annotated[str, typer.Option(help="e.g. models:/NAME@champion or runs:/ID/model")],
+    input: Annotated[Path, typer.Option("--input", "-i", help="CSV or Parquet to score.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="CSV or Parquet to write.")],
+) -> None:
+    """Score a file in batch; writes the input columns plus predictions."""
+    from ml_model.predict import predict_file
+
+    rows, warnings = predict_file(model_uri, input, output)
+    for warning in warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    typer.echo(f"wrote {rows} predictions to {output}")
+
+
+@models_app.command("list")
+@reporting_errors
+def list_models(
+    name: Annotated[str | None, typer.Argument(help="Only this registered model.")] = None,
+) -> None:
+    """Versions with their aliases, promotion decision and held-out metrics."""
+    from mlflow.tracking import MlflowClient
+
+    from ml_model import registry, tracking
+
+    tracking.connect()
+    rows = registry.list_versions(MlflowClient(), name)
+    if not rows:
+        typer.echo("no registered models yet")
+        return
+    header = f"{'model':<28} {'ver':>4} {'aliases':<12} {'decision':<18} {'created':<16} metrics"
+    typer.echo(header)
+    for row in rows:
+        metrics = " ".join(f"{k}={v:.4g}" for k, v in row.metrics.items())
+        typer.echo(f"{row.name:<28} {row.version:>4} {','.join(row.aliases):<12} "
+                   f"{row.decision:<18} {row.created:<16} {metrics}")
+
+
+@app.command()
+@reporting_errors
+def promote(name: str, version: str) -> None:
+    """Make VERSION of model NAME the champion by hand."""
+    from mlflow.tracking import MlflowClient
+
+    from ml_model import registry, tracking
+
+    tracking.connect()
+    previous = registry.promote(MlflowClient(), name, version)
+    replaced = f" (replacing v{previous})" if previous else ""
+    typer.echo(f"{name} v{version} is now the champion{replaced}")
+
+
+@app.command()
+@reporting_errors
+def rollback(name: str) -> None:
+    """Give the champion alias back to the version the current champion replaced."""
+    from mlflow.tracking import MlflowClient
+
+    from ml_model import registry, tracking
+
+    tracking.connect()
+    old, new = registry.rollback(MlflowClient(), name)
+    typer.echo(f"{name}: champion rolled back from v{old} to v{new}")

@@ -1,0 +1,79 @@
+"""Load the training table from a file, URL, s3:// URI or SQL query."""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+from urllib.parse import urlparse
+
+import pandas as pd
+
+from ml_model.config import DataConfig
+from ml_model.errors import UserError
+
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+def file_format(source: str, declared: str | None = None) -> str:
+    """``csv`` or ``parquet``: the declared one, else from the extension (after .gz etc.)."""
+    if declared:
+        return declared
+    suffixes = PurePosixPath(urlparse(source).path).suffixes
+    for suffix in reversed(suffixes):
+        if suffix.lower() in FORMATS:
+            return FORMATS[suffix.lower()]
+    raise UserError(f"cannot tell the format of '{source}' from its name; "
+                    "set data.format to csv or parquet")
+
+
+def read_table(source: str, declared_format: str | None = None) -> pd.DataFrame:
+    """Read a CSV or Parquet table from a local path, http(s) URL or s3:// URI."""
+    fmt = file_format(source, declared_format)
+    try:
+        if fmt == "csv":
+            return pd.read_csv(source)
+        return pd.read_parquet(source)
+    except FileNotFoundError:
+        raise UserError(f"data file not found: {source}") from None
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise UserError(f"cannot read {fmt} data from {source}: {exc}") from exc
+
+
+def read_query(query: str, sql_url: str) -> pd.DataFrame:
+    """Run a SQL query through SQLAlchemy and return the result table."""
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(sql_url)
+    except (sqlalchemy.exc.ArgumentError, ImportError) as exc:
+        raise UserError(f"invalid data.sql_url: {exc}") from exc
+    try:
+        with engine.connect() as connection:
+            return pd.read_sql_query(sqlalchemy.text(query), connection)
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        raise UserError(f"data.query failed: {exc.__class__.__name__}: "
+                        f"{str(exc.orig if hasattr(exc, 'orig') else exc).strip()}") from exc
+    finally:
+        engine.dispose()
+
+
+def load_data(config: DataConfig) -> pd.DataFrame:
+    """The full table named by the config, checked for the target column and emptiness."""
+    if config.query is not None:
+        assert config.sql_url is not None  # guaranteed by DataConfig validation
+        frame = read_query(config.query, config.sql_url)
+        origin = "data.query"
+    else:
+        assert config.source is not None
+        frame = read_table(config.source, config.format)
+        origin = config.source
+    if config.target not in frame.columns:
+        raise UserError(f"target column '{config.target}' not in {origin}; "
+                        f"columns are {list(frame.columns)}")
+    unknown = [c for c in (*config.drop_columns, *config.numeric_columns,
+                           *config.categorical_columns) if c not in frame.columns]
+    if unknown:
+        raise UserError(f"config names columns not in {origin}: {unknown}")
+    labelled = frame[frame[config.target].notna()]
+    if labelled.empty:
+        raise UserError(f"{origin} has no rows with a value in target '{config.target}'")
+    return labelled.reset_index(drop=True)

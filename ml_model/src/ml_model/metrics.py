@@ -1,0 +1,50 @@
+"""Task-appropriate metrics on held-out predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+
+from ml_model.config import Task
+
+
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    return {
+        "rmse": float(np.sqrt(skm.mean_squared_error(y_true, y_pred))),
+        "mae": float(skm.mean_absolute_error(y_true, y_pred)),
+        "r2": float(skm.r2_score(y_true, y_pred)),
+    }
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray,
+                           classes: np.ndarray) -> dict[str, float]:
+    """accuracy; F1 (of ``classes[1]`` when binary, macro average otherwise); ROC AUC
+    (one-vs-rest macro for multiclass, left out when the held-out labels hold a single class);
+    log loss over all training classes."""
+    binary = len(classes) == 2
+    result = {
+        "accuracy": float(skm.accuracy_score(y_true, y_pred)),
+        "f1": float(skm.f1_score(y_true, y_pred, pos_label=classes[1]) if binary
+                    else skm.f1_score(y_true, y_pred, average="macro", labels=classes)),
+        "log_loss": float(skm.log_loss(y_true, proba, labels=classes)),
+    }
+    present = np.isin(classes, y_true)
+    if present.sum() >= 2:
+        if binary:
+            result["roc_auc"] = float(skm.roc_auc_score(y_true == classes[1], proba[:, 1]))
+        else:
+            scores = proba[:, present] / proba[:, present].sum(axis=1, keepdims=True)
+            result["roc_auc"] = float(skm.roc_auc_score(
+                y_true, scores, multi_class="ovr", average="macro", labels=classes[present]))
+    return result
+
+
+def evaluate(task: Task, model: object, X: pd.DataFrame, y: pd.Series) -> dict[str, float]:
+    """Score a fitted pipeline (anything with predict / predict_proba / classes_) on X, y."""
+    y_true = np.asarray(y)
+    if task is Task.REGRESSION:
+        return regression_metrics(y_true, np.asarray(model.predict(X)))  # type: ignore[attr-defined]
+    proba = np.asarray(model.predict_proba(X))  # type: ignore[attr-defined]
+    classes = np.asarray(model.classes_)  # type: ignore[attr-defined]
+    return classification_metrics(y_true, classes[proba.argmax(axis=1)], proba, classes)

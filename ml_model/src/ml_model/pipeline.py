@@ -1,0 +1,130 @@
+"""The model pipeline: DataPreprocessor → ColumnTransformer → XGBoost, and what it takes to store it.
+
+The ColumnTransformer's output is dense on purpose: XGBoost reads entries absent from a sparse
+matrix as *missing*, so a sparse one-hot 0 (or a scaled value of exactly 0) would mean "missing"
+in training and 0 after densifying at serving time. Dense output keeps 0 as 0 and NaN as missing
+on every path.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.compose import ColumnTransformer, make_column_selector
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler
+from sklearn.utils.validation import check_is_fitted
+from xgboost import XGBClassifier, XGBRegressor
+
+from ml_model.config import FeaturesConfig, ModelConfig, Task
+from ml_model.preprocessing import DataPreprocessor
+
+MISSING_CATEGORY = "missing"
+
+# Types skops may rebuild when loading a stored pipeline: our own classes and the library types
+# a fitted pipeline holds beyond skops' defaults. Kept next to the classes it names; a test
+# checks it against what skops reports for fitted pipelines of every task.
+SKOPS_TRUSTED_TYPES = [
+    "ml_model.preprocessing.DataPreprocessor",
+    "ml_model.preprocessing.FeatureSchema",
+    "ml_model.pipeline.LabelEncodedClassifier",
+    "numpy.dtype",
+    "sklearn.compose._column_transformer.make_column_selector",
+    "xgboost.core.Booster",
+    "xgboost.sklearn.XGBClassifier",
+    "xgboost.sklearn.XGBRegressor",
+]
+
+
+class LabelEncodedClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
+    """Wrap a classifier that needs labels 0..k-1 so that the pipeline predicts the original
+    labels (strings or numbers). ``classes_`` holds them in encoded order."""
+
+    def __init__(self, estimator: Any) -> None:
+        self.estimator = estimator
+
+    def _encode(self, y: Any) -> np.ndarray:
+        codes = np.searchsorted(self.classes_, np.asarray(y))
+        return np.asarray(codes, dtype=np.int64)
+
+    def fit(self, X: Any, y: Any, **fit_params: Any) -> Self:
+        self.classes_ = np.unique(np.asarray(y))
+        if "eval_set" in fit_params:
+            fit_params["eval_set"] = [(Xv, self._encode(yv)) for Xv, yv in fit_params["eval_set"]]
+        self.estimator_ = clone(self.estimator).fit(X, self._encode(y), **fit_params)
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "estimator_")
+        return np.asarray(self.classes_[np.asarray(self.estimator_.predict(X), dtype=np.int64)])
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "estimator_")
+        return np.asarray(self.estimator_.predict_proba(X))
+
+
+def build_encoder(features: FeaturesConfig) -> ColumnTransformer:
+    """Impute + scale numeric columns, impute + one-hot categorical ones, dense output."""
+    scaler = StandardScaler() if features.scaling == "standardize" else MinMaxScaler()
+    numeric = Pipeline([
+        ("impute", SimpleImputer(strategy=features.numeric_imputation)),
+        ("scale", scaler),
+    ])
+    categorical = Pipeline([
+        ("impute", SimpleImputer(strategy=features.categorical_imputation,
+                                 fill_value=MISSING_CATEGORY)),
+        ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+    ])
+    return ColumnTransformer(
+        [
+            ("numeric", numeric, make_column_selector(dtype_include="number")),
+            ("categorical", categorical, make_column_selector(dtype_exclude="number")),
+        ],
+        sparse_threshold=0.0,
+    )
+
+
+def build_estimator(task: Task, model: ModelConfig, seed: int) -> Any:
+    """The XGBoost estimator for the task, with the config's params passed through."""
+    params = {"random_state": seed, **model.params, "device": model.device}
+    if model.early_stopping_rounds is not None:
+        params["early_stopping_rounds"] = model.early_stopping_rounds
+    if task is Task.REGRESSION:
+        return XGBRegressor(**params)
+    return LabelEncodedClassifier(XGBClassifier(**params))
+
+
+def build_pipeline(task: Task, features: FeaturesConfig, model: ModelConfig, seed: int,
+                   drop_columns: list[str], numeric_columns: list[str],
+                   categorical_columns: list[str]) -> Pipeline:
+    """The untrained pipeline: ``preprocess`` → ``encode`` → ``model``."""
+    return Pipeline([
+        ("preprocess", DataPreprocessor(drop_columns=tuple(drop_columns),
+                                        numeric_columns=tuple(numeric_columns),
+                                        categorical_columns=tuple(categorical_columns))),
+        ("encode", build_encoder(features)),
+        ("model", build_estimator(task, model, seed)),
+    ])
+
+
+def xgboost_model(pipeline: Pipeline) -> XGBRegressor | XGBClassifier:
+    """The fitted XGBoost estimator at the end of a pipeline."""
+    final = pipeline.named_steps["model"]
+    return final.estimator_ if isinstance(final, LabelEncodedClassifier) else final
+
+
+def readable_feature_names(pipeline: Pipeline) -> list[str]:
+    """Names of the encoded features XGBoost sees: ``bill_length_mm``, ``island = Dream``."""
+    encoder: ColumnTransformer = pipeline.named_steps["encode"]
+    names: list[str] = []
+    for name, transformer, columns in encoder.transformers_:
+        if name == "numeric":
+            names.extend(transformer.get_feature_names_out(columns))
+        elif name == "categorical":
+            onehot: OneHotEncoder = transformer.named_steps["onehot"]
+            for column, categories in zip(columns, onehot.categories_, strict=True):
+                names.extend(f"{column} = {category}" for category in categories)
+    return names

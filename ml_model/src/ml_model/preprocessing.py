@@ -1,0 +1,176 @@
+"""``DataPreprocessor``: the first pipeline step, turning raw tabular input into clean typed columns.
+
+It follows the scikit-learn estimator contract: parameters are stored untouched in ``__init__``,
+everything learned in ``fit`` lives in trailing-underscore attributes, and ``transform`` returns
+exactly one output row per input row. This module imports only numpy, pandas and scikit-learn
+because it travels with every logged model and must import wherever the model is loaded.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Self
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+TRUE_STRINGS = frozenset({"true", "yes", "y", "t"})
+FALSE_STRINGS = frozenset({"false", "no", "n", "f"})
+
+
+@dataclass(frozen=True)
+class FeatureSchema:
+    """Which input columns are numeric and which categorical, in input order."""
+
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.numeric + self.categorical
+
+
+def _as_frame(X: Any) -> pd.DataFrame:
+    """Accept a DataFrame as is; name the columns of anything else ``x0, x1, ...``."""
+    if isinstance(X, pd.DataFrame):
+        return X
+    array = np.asarray(X)
+    if array.ndim != 2:
+        raise ValueError(f"Expected 2D input, got an array of shape {array.shape}.")
+    return pd.DataFrame(array, columns=[f"x{i}" for i in range(array.shape[1])])
+
+
+def _plain(series: pd.Series) -> pd.Series:
+    """Nullable, categorical and string extension dtypes as plain object/float with NaN."""
+    if pd.api.types.is_extension_array_dtype(series.dtype):
+        series = series.astype("object")
+        return series.where(series.notna(), np.nan)
+    return series
+
+
+def _clean_column(series: pd.Series) -> pd.Series:
+    """Plain dtype, strings trimmed, blank strings missing."""
+    series = _plain(series)
+    if series.dtype != object or _value_kind(series) not in {"string", "mixed", "mixed-integer"}:
+        return series
+    stripped = series.str.strip()  # NaN for the values that are not strings
+    series = series.where(stripped.isna(), stripped)
+    return series.mask(series.eq(""), np.nan)
+
+
+def _value_kind(series: pd.Series) -> str:
+    """pandas' name for what the present values are: 'floating', 'string', 'boolean', ..."""
+    return str(pd.api.types.infer_dtype(series, skipna=True))
+
+
+def _to_numeric(series: pd.Series) -> pd.Series | None:
+    """The cleaned column as float64 when every present value is a number or boolean-like
+    (true/false, yes/no → 1.0/0.0), else None."""
+    if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(
+            series.dtype):
+        return series.astype("float64")
+    kind = _value_kind(series)
+    if kind in {"integer", "floating", "mixed-integer-float", "decimal", "empty"}:
+        return series.astype("float64")
+    if kind == "boolean":
+        return series.map({True: 1.0, False: 0.0}).astype("float64")
+    if kind != "string":
+        return None
+    lowered = series.str.lower()
+    present = lowered.dropna()
+    if present.isin(TRUE_STRINGS | FALSE_STRINGS).all():
+        return lowered.map(lambda v: 1.0 if v in TRUE_STRINGS else 0.0 if v in FALSE_STRINGS
+                           else np.nan).astype("float64")
+    converted = pd.to_numeric(series, errors="coerce")
+    if converted[series.notna()].isna().any():
+        return None
+    return converted.astype("float64")
+
+
+def infer_schema(frame: pd.DataFrame, numeric: Sequence[str] = (),
+                 categorical: Sequence[str] = ()) -> FeatureSchema:
+    """Numeric where every present value parses as a number (or boolean), else categorical.
+
+    Columns listed in ``numeric`` or ``categorical`` are forced to that kind.
+    """
+    numeric_cols, categorical_cols = [], []
+    for name in frame.columns:
+        if name in categorical:
+            categorical_cols.append(name)
+        elif name in numeric or _to_numeric(_clean_column(frame[name])) is not None:
+            numeric_cols.append(name)
+        else:
+            categorical_cols.append(name)
+    return FeatureSchema(tuple(numeric_cols), tuple(categorical_cols))
+
+
+def clean_frame(frame: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
+    """Columns of ``schema`` in its order: numeric as float64 (unparseable values become
+    missing), categorical as object holding str or NaN."""
+    columns: dict[str, pd.Series] = {}
+    for name in schema.numeric:
+        series = _clean_column(frame[name])
+        numeric = _to_numeric(series)
+        columns[name] = (numeric if numeric is not None
+                         else pd.to_numeric(series, errors="coerce").astype("float64"))
+    for name in schema.categorical:
+        series = _clean_column(frame[name]).astype("object")
+        columns[name] = series.where(series.isna(), series.astype(str))
+    return pd.DataFrame(columns, index=frame.index)
+
+
+class DataPreprocessor(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+    """Drop configured columns, normalize common dirt and type every remaining column.
+
+    Parameters:
+        drop_columns: input columns removed before anything else (identifiers, leaks).
+        numeric_columns / categorical_columns: force a column's kind; the others are inferred.
+
+    Behaviour at transform time: extra columns are ignored; a column seen in ``fit`` but absent
+    now is added as all-missing (so it gets imputed) with a warning; values that do not parse
+    in a numeric column become missing. Rows are never dropped or reordered.
+    """
+
+    def __init__(self, drop_columns: Sequence[str] = (), numeric_columns: Sequence[str] = (),
+                 categorical_columns: Sequence[str] = ()) -> None:
+        self.drop_columns = drop_columns
+        self.numeric_columns = numeric_columns
+        self.categorical_columns = categorical_columns
+
+    def fit(self, X: Any, y: Any = None) -> Self:
+        frame = _as_frame(X)
+        if frame.shape[1] == 0:
+            raise ValueError("DataPreprocessor needs at least one column, got 0.")
+        self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
+        self.n_features_in_ = frame.shape[1]
+        kept = frame.drop(columns=[c for c in self.drop_columns if c in frame.columns])
+        self.schema_ = infer_schema(kept, self.numeric_columns, self.categorical_columns)
+        return self
+
+    def transform(self, X: Any) -> pd.DataFrame:
+        check_is_fitted(self, "schema_")
+        frame = _as_frame(X)
+        if not isinstance(X, pd.DataFrame) and frame.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {frame.shape[1]} features, but DataPreprocessor is "
+                             f"expecting {self.n_features_in_} features as input.")
+        missing = [c for c in self.schema_.columns if c not in frame.columns]
+        if missing:
+            warnings.warn(f"Input lacks columns {missing}; they are treated as missing values.",
+                          stacklevel=2)
+            frame = frame.assign(**dict.fromkeys(missing, np.nan))
+        return clean_frame(frame, self.schema_)
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        check_is_fitted(self, "schema_")
+        return np.asarray(self.schema_.columns, dtype=object)
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        tags.input_tags.string = True
+        tags.input_tags.categorical = True
+        return tags

@@ -1,0 +1,131 @@
+"""Where runs go (a tracking server, or the embedded SQLite store) and what each run records
+besides params and metrics: environment tags and a per-feature data profile."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+import requests
+
+from ml_model.errors import UserError
+from ml_model.preprocessing import FeatureSchema
+
+HOME_ENV = "ML_MODEL_HOME"
+DEFAULT_HOME = ".mlops"
+LIBRARIES = ("mlflow", "scikit-learn", "xgboost", "pandas", "numpy", "scipy", "skops")
+
+
+def embedded_home() -> Path:
+    """Folder of the embedded store: ``$ML_MODEL_HOME``, else ``./.mlops``."""
+    return Path(os.environ.get(HOME_ENV) or DEFAULT_HOME).resolve()
+
+
+def embedded_uri() -> str:
+    return f"sqlite:///{embedded_home() / 'mlflow.db'}"
+
+
+def tracking_uri() -> str:
+    """``$MLFLOW_TRACKING_URI`` when set, else the embedded SQLite store (created on demand)."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    embedded_home().mkdir(parents=True, exist_ok=True)
+    return embedded_uri()
+
+
+def connect() -> str:
+    """Point MLflow at the tracking store and check that a server answers, failing fast with
+    one line instead of retrying for minutes. Returns the URI."""
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    if uri.startswith(("http://", "https://")):
+        try:
+            response = requests.get(f"{uri.rstrip('/')}/health", timeout=10)
+        except requests.RequestException as exc:
+            raise UserError(f"MLflow tracking server at {uri} is unreachable: "
+                            f"{exc.__class__.__name__}") from None
+        if response.status_code != 200:
+            raise UserError(f"MLflow tracking server at {uri} is not healthy: "
+                            f"HTTP {response.status_code}")
+    return uri
+
+
+def experiment_id(name: str) -> str:
+    """The experiment's id, creating it if needed. In the embedded store its artifacts go
+    under the store's folder instead of the current directory."""
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    location = None
+    if mlflow.get_tracking_uri() == embedded_uri():
+        location = (embedded_home() / "artifacts").as_uri()
+    return str(mlflow.create_experiment(name, artifact_location=location))
+
+
+def git_commit() -> str:
+    """The source tree's commit: ``git rev-parse HEAD``, else ``$GIT_COMMIT``, else unknown."""
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True, timeout=5, cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return os.environ.get("GIT_COMMIT", "unknown")
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of the libraries a stored pipeline depends on ("absent" if not)."""
+    return {name: _version(name) for name in LIBRARIES}
+
+
+def environment_tags() -> dict[str, str]:
+    """Library versions, Python version and git commit of the training environment."""
+    tags = {f"version.{name}": version for name, version in library_versions().items()}
+    tags["version.python"] = platform.python_version()
+    tags["git_commit"] = git_commit()
+    return tags
+
+
+def _version(distribution: str) -> str:
+    candidates = (distribution, "xgboost-cpu") if distribution == "xgboost" else (distribution,)
+    for name in candidates:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return "absent"
+
+
+def profile(frame: pd.DataFrame, schema: FeatureSchema, target: str) -> dict[str, Any]:
+    """Per-column profile of the training table: kind, dtype, missing share, distinct values,
+    numeric summary or top categories."""
+    columns: dict[str, Any] = {}
+    for name in frame.columns:
+        series = frame[name]
+        kind = ("target" if name == target else "numeric" if name in schema.numeric
+                else "categorical" if name in schema.categorical else "dropped")
+        entry: dict[str, Any] = {
+            "kind": kind, "dtype": str(series.dtype), "missing": int(series.isna().sum()),
+            "missing_share": round(float(series.isna().mean()), 6),
+            "distinct": int(series.nunique()),
+        }
+        numeric = pd.to_numeric(series, errors="coerce") if kind == "numeric" else None
+        if numeric is not None or (kind == "target" and pd.api.types.is_numeric_dtype(series)):
+            values = numeric if numeric is not None else series
+            stats = values.describe(percentiles=[0.25, 0.5, 0.75])
+            entry.update({k: _finite(stats.get(k)) for k in
+                          ("mean", "std", "min", "25%", "50%", "75%", "max")})
+        else:
+            top = series.astype("object").value_counts().head(10)
+            entry["top"] = {str(k): int(v) for k, v in top.items()}
+        columns[str(name)] = entry
+    return {"rows": len(frame), "columns": columns}
+
+
+def _finite(value: Any) -> float | None:
+    return None if value is None or pd.isna(value) else round(float(value), 6)
