@@ -49,9 +49,9 @@ def read_query(query: str, sql_url: str) -> pd.DataFrame:
     try:
         with engine.connect() as connection:
             return pd.read_sql_query(sqlalchemy.text(query), connection)
-    except sqlalchemy.exc.SQLAlchemyError as exc:
-        raise UserError(f"data.query failed: {exc.__class__.__name__}: "
-                        f"{str(exc.orig if hasattr(exc, 'orig') else exc).strip()}") from exc
+    except (sqlalchemy.exc.SQLAlchemyError, pd.errors.DatabaseError) as exc:
+        cause = getattr(exc, "orig", None) or exc.__cause__ or exc
+        raise UserError(f"data.query failed: {str(cause).strip().splitlines()[0]}") from exc
     finally:
         engine.dispose()
 

@@ -15,6 +15,7 @@ from typing import Any, Self
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
@@ -35,12 +36,18 @@ class FeatureSchema:
 
 
 def _as_frame(X: Any) -> pd.DataFrame:
-    """Accept a DataFrame as is; name the columns of anything else ``x0, x1, ...``."""
+    """Accept a DataFrame as is; name the columns of a 2D array ``x0, x1, ...``."""
     if isinstance(X, pd.DataFrame):
         return X
+    if sparse.issparse(X):
+        raise TypeError("DataPreprocessor takes dense tables; sparse input is not supported.")
     array = np.asarray(X)
     if array.ndim != 2:
-        raise ValueError(f"Expected 2D input, got an array of shape {array.shape}.")
+        raise ValueError(f"Expected a 2D table, got an array of shape {array.shape}. "
+                         "Reshape your data with array.reshape(-1, 1) for a single feature or "
+                         "array.reshape(1, -1) for a single row.")
+    if np.iscomplexobj(array):
+        raise ValueError("Complex data not supported.")
     return pd.DataFrame(array, columns=[f"x{i}" for i in range(array.shape[1])])
 
 
@@ -143,8 +150,10 @@ class DataPreprocessor(TransformerMixin, BaseEstimator):  # type: ignore[misc]
 
     def fit(self, X: Any, y: Any = None) -> Self:
         frame = _as_frame(X)
-        if frame.shape[1] == 0:
-            raise ValueError("DataPreprocessor needs at least one column, got 0.")
+        for axis, what in ((0, "sample(s)"), (1, "feature(s)")):
+            if frame.shape[axis] == 0:
+                raise ValueError(f"Found a table with 0 {what} (shape={frame.shape}) while a "
+                                 "minimum of 1 is required.")
         self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
         self.n_features_in_ = frame.shape[1]
         kept = frame.drop(columns=[c for c in self.drop_columns if c in frame.columns])

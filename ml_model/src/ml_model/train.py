@@ -75,6 +75,36 @@ def infer_task(target: pd.Series) -> Task:
             else Task.REGRESSION)
 
 
+def check_target(target: pd.Series, task: Task) -> None:
+    """Refuse targets the task cannot learn from, before any run starts."""
+    name = target.name
+    if task is Task.REGRESSION:
+        if not pd.api.types.is_numeric_dtype(target):
+            raise UserError(f"task regression needs a numeric target; '{name}' holds "
+                            f"{target.dtype} values such as {target.iloc[0]!r}")
+        return
+    counts = target.value_counts()
+    if task is Task.BINARY and len(counts) != 2:
+        raise UserError(f"task binary needs exactly 2 classes; '{name}' has {len(counts)}")
+    if len(counts) < 2:
+        raise UserError(f"target '{name}' has a single class; nothing to learn")
+    rare = counts[counts < 2]
+    if not rare.empty:
+        raise UserError(f"target classes with a single row: {[str(c) for c in rare.index[:10]]};"
+                        " each class needs at least 2 rows (drop or merge rare classes)")
+
+
+def check_cv_folds(y_train: pd.Series, task: Task, folds: int | None) -> None:
+    """k-fold CV needs k rows of each class in the training part (k rows at all for regression)."""
+    if not folds:
+        return
+    counts = y_train.value_counts() if task is not Task.REGRESSION else pd.Series(
+        {"all rows": len(y_train)})
+    if counts.min() < folds:
+        raise UserError(f"training.cv_folds={folds} exceeds the training rows of "
+                        f"'{counts.idxmin()}' ({counts.min()})")
+
+
 def promotion_rule(config: TrainConfig, task: Task) -> tuple[str, Any]:
     metric = config.promotion.metric or ("rmse" if task is Task.REGRESSION else "log_loss")
     return metric, config.promotion.direction or METRIC_DIRECTIONS[metric]
@@ -197,11 +227,13 @@ def train(config: TrainConfig, config_path: Path | None = None) -> TrainResult:
         X, y = frame.drop(columns=[data.target]), frame[data.target]
         logger.info("%d rows x %d feature columns, target '%s'", len(X), X.shape[1], data.target)
     task = config.task or infer_task(y)
+    check_target(y, task)
     check_device(config.model)
     check_params(task, config.model)
     metric, direction = promotion_rule(config, task)
     seed = config.training.seed
     X_train, X_test, y_train, y_test = _split(X, y, config.training.test_size, seed, task)
+    check_cv_folds(y_train, task, config.training.cv_folds)
     validation = None
     X_fit, y_fit = X_train, y_train
     if config.model.early_stopping_rounds is not None:
