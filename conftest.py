@@ -4,8 +4,8 @@
 # "ml_model.tests.unit.test_x" and imports each missing parent *by location*: the folders
 # ml_model/ and mlflow/ would be bound to those names as empty namespace packages, shadowing the
 # installed packages. Importing the real ones first keeps every test on the real code.
-import mlflow  # noqa: F401
 import ml_model  # noqa: F401
+import mlflow  # noqa: F401
 
 pytest_plugins = [
     "tests.support.mlflow_server",

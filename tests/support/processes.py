@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -42,14 +43,24 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
 class ServerProcess:
     """A server started in its own process group; its output goes to a log file."""
 
-    def __init__(self, name: str, argv: Sequence[str], log_path: Path, env: Mapping[str, str],
-                 cwd: Path | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        log_path: Path,
+        env: Mapping[str, str],
+        cwd: Path | None = None,
+    ) -> None:
         self.name = name
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = log_path.open("ab")
         self.popen = subprocess.Popen(
-            list(argv), stdout=self._log, stderr=subprocess.STDOUT, env=dict(env), cwd=cwd,
+            list(argv),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=dict(env),
+            cwd=cwd,
             start_new_session=True,
         )
 
@@ -64,7 +75,8 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.popen.poll() is not None:
                 raise RuntimeError(
-                    f"{self.name} exited with {self.popen.returncode}:\n{self.log_tail()}")
+                    f"{self.name} exited with {self.popen.returncode}:\n{self.log_tail()}"
+                )
             if ready():
                 return
             time.sleep(0.2)
@@ -81,17 +93,21 @@ class ServerProcess:
                 self.popen.wait(timeout=timeout)
             except ProcessLookupError:
                 pass
-        try:  # children that outlived their parent in the same group
+        with contextlib.suppress(ProcessLookupError):  # children that outlived their parent
             os.killpg(self.popen.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self._log.close()
 
 
 @contextmanager
-def running(name: str, argv: Sequence[str], log_path: Path, ready: Callable[[], bool],
-            env: Mapping[str, str] | None = None, cwd: Path | None = None,
-            timeout: float = 60.0) -> Iterator[ServerProcess]:
+def running(
+    name: str,
+    argv: Sequence[str],
+    log_path: Path,
+    ready: Callable[[], bool],
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 60.0,
+) -> Iterator[ServerProcess]:
     """Run a server for the duration of a ``with`` block, started and awaited."""
     process = ServerProcess(name, argv, log_path, env if env is not None else os.environ, cwd)
     try:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -17,8 +19,11 @@ import typer
 
 from ml_model.errors import UserError
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
-                  help="Train, score and manage scikit-learn + XGBoost models in MLflow.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Train, score and manage scikit-learn + XGBoost models in MLflow.",
+)
 models_app = typer.Typer(no_args_is_help=True, help="Registered models.")
 app.add_typer(models_app, name="models")
 
@@ -44,12 +49,18 @@ def reporting_errors(command: F) -> F:
 
 
 def _one_line(exc: Exception) -> str:
-    from mlflow.exceptions import MlflowException
-
     if isinstance(exc, UserError):
         return str(exc)
-    if isinstance(exc, MlflowException):
-        return f"MLflow: {exc.message.strip().splitlines()[0]}"
+    mlflow_exceptions = sys.modules.get("mlflow.exceptions")  # only raised once imported
+    if mlflow_exceptions and isinstance(exc, mlflow_exceptions.MlflowException):
+        message = exc.message.strip().splitlines()[0]
+        cause = re.search(r"\(Caused by (.*)\)", message)
+        if "/mlflow-artifacts/" in message:
+            return (
+                "the MLflow server could not store or serve artifacts; its artifact store "
+                f"may be down ({cause.group(1) if cause else message})"
+            )
+        return f"MLflow: {message}"
     text = str(exc).strip().splitlines()
     return f"{exc.__class__.__name__}: {text[0] if text else ''}".rstrip(": ")
 
@@ -66,18 +77,26 @@ def main() -> None:
 @reporting_errors
 def train(
     config: Annotated[Path, typer.Option("--config", "-c", help="YAML training config.")],
-    overrides: Annotated[list[str] | None, typer.Option(
-        "--set", help="Override a config field: key.path=value (repeatable).")] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a config field: key.path=value (repeatable)."),
+    ] = None,
 ) -> None:
     """Train, evaluate, log, register, and promote when better than the champion."""
     from ml_model.config import load_config
+
+    loaded = load_config(config, overrides or [])  # a bad config fails before heavy imports
     from ml_model.train import train as run_training
 
-    result = run_training(load_config(config, overrides or []), config)
-    typer.echo(f"run {result.run_id}: {result.registered_model} v{result.version} "
-               f"({result.task}) " + " ".join(f"{k}={v:.4g}" for k, v in result.metrics.items()))
-    typer.echo(("promoted to champion: " if result.promotion.promoted else "not promoted: ")
-               + result.promotion.reason)
+    result = run_training(loaded, config)
+    typer.echo(
+        f"run {result.run_id}: {result.registered_model} v{result.version} "
+        f"({result.task}) " + " ".join(f"{k}={v:.4g}" for k, v in result.metrics.items())
+    )
+    typer.echo(
+        ("promoted to champion: " if result.promotion.promoted else "not promoted: ")
+        + result.promotion.reason
+    )
 
 
 @app.command()
@@ -115,8 +134,10 @@ def list_models(
     typer.echo(header)
     for row in rows:
         metrics = " ".join(f"{k}={v:.4g}" for k, v in row.metrics.items())
-        typer.echo(f"{row.name:<28} {row.version:>4} {','.join(row.aliases):<12} "
-                   f"{row.decision:<18} {row.created:<16} {metrics}")
+        typer.echo(
+            f"{row.name:<28} {row.version:>4} {','.join(row.aliases):<12} "
+            f"{row.decision:<18} {row.created:<16} {metrics}"
+        )
 
 
 @app.command()

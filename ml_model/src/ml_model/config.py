@@ -37,7 +37,8 @@ class DataConfig(Strict):
 
     source: str | None = None
     format: Literal["csv", "parquet"] | None = Field(
-        default=None, description="File format; inferred from the source's extension if omitted.")
+        default=None, description="File format; inferred from the source's extension if omitted."
+    )
     query: str | None = None
     sql_url: str | None = None
     target: str = Field(min_length=1)
@@ -66,10 +67,12 @@ class FeaturesConfig(Strict):
 
     scaling: Literal["standardize", "normalize"] = Field(
         default="standardize",
-        description="standardize: zero mean, unit variance; normalize: min-max to [0, 1].")
+        description="standardize: zero mean, unit variance; normalize: min-max to [0, 1].",
+    )
     numeric_imputation: Literal["mean", "median", "most_frequent"] = "median"
     categorical_imputation: Literal["most_frequent", "constant"] = Field(
-        default="constant", description="constant fills missing categories with 'missing'.")
+        default="constant", description="constant fills missing categories with 'missing'."
+    )
 
 
 class ModelConfig(Strict):
@@ -90,8 +93,11 @@ class ModelConfig(Strict):
 class TrainingConfig(Strict):
     test_size: float = Field(default=0.2, gt=0.0, lt=1.0)
     validation_size: float = Field(
-        default=0.1, gt=0.0, lt=1.0,
-        description="Share of the training part held out for early stopping (only used then).")
+        default=0.1,
+        gt=0.0,
+        lt=1.0,
+        description="Share of the training part held out for early stopping (only used then).",
+    )
     seed: int = 42
     cv_folds: int | None = Field(default=None, ge=2, description="k for optional k-fold CV.")
 
@@ -101,9 +107,15 @@ class MlflowConfig(Strict):
     registered_model: str = Field(min_length=1)
 
 
-METRIC_DIRECTIONS: dict[str, Literal["minimize", "maximize"]] = {
-    "rmse": "minimize", "mae": "minimize", "r2": "maximize",
-    "accuracy": "maximize", "f1": "maximize", "roc_auc": "maximize", "log_loss": "minimize",
+Direction = Literal["minimize", "maximize"]
+METRIC_DIRECTIONS: dict[str, Direction] = {
+    "rmse": "minimize",
+    "mae": "minimize",
+    "r2": "maximize",
+    "accuracy": "maximize",
+    "f1": "maximize",
+    "roc_auc": "maximize",
+    "log_loss": "minimize",
 }
 REGRESSION_METRICS = ("rmse", "mae", "r2")
 CLASSIFICATION_METRICS = ("accuracy", "f1", "roc_auc", "log_loss")
@@ -114,16 +126,19 @@ class PromotionConfig(Strict):
     same held-out data by at least ``min_improvement`` (absolute) in ``direction``."""
 
     metric: str | None = Field(
-        default=None, description="Defaults to rmse (regression) or log_loss (classification).")
-    direction: Literal["minimize", "maximize"] | None = Field(
-        default=None, description="Defaults to the metric's natural direction.")
+        default=None, description="Defaults to rmse (regression) or log_loss (classification)."
+    )
+    direction: Direction | None = Field(
+        default=None, description="Defaults to the metric's natural direction."
+    )
     min_improvement: float = Field(default=0.0, ge=0.0)
 
     @model_validator(mode="after")
     def _known_metric(self) -> PromotionConfig:
         if self.metric is not None and self.metric not in METRIC_DIRECTIONS:
-            raise ValueError(f"unknown metric '{self.metric}'; choose one of "
-                             f"{sorted(METRIC_DIRECTIONS)}")
+            raise ValueError(
+                f"unknown metric '{self.metric}'; choose one of {sorted(METRIC_DIRECTIONS)}"
+            )
         return self
 
 
@@ -143,8 +158,10 @@ class TrainConfig(Strict):
             return self
         allowed = REGRESSION_METRICS if self.task is Task.REGRESSION else CLASSIFICATION_METRICS
         if metric not in allowed:
-            raise ValueError(f"promotion.metric '{metric}' does not apply to a {self.task} task; "
-                             f"choose one of {list(allowed)}")
+            raise ValueError(
+                f"promotion.metric '{metric}' does not apply to a {self.task} task; "
+                f"choose one of {list(allowed)}"
+            )
         return self
 
     def digest(self) -> str:
@@ -182,8 +199,11 @@ def _format_validation_error(exc: ValidationError) -> str:
     problems = []
     for error in exc.errors():
         where = ".".join(str(part) for part in error["loc"]) or "config"
-        message = ("unknown key" if error["type"] == "extra_forbidden"
-                   else error["msg"].removeprefix("Value error, "))
+        message = (
+            "unknown key"
+            if error["type"] == "extra_forbidden"
+            else error["msg"].removeprefix("Value error, ")
+        )
         problems.append(f"{where}: {message}")
     return "; ".join(problems)
 
@@ -208,7 +228,8 @@ def load_config(path: Path, overrides: list[str] | None = None) -> TrainConfig:
     if source is not None and "://" not in source and not Path(source).is_absolute():
         resolved = str((path.parent / source).resolve())
         config = config.model_copy(
-            update={"data": config.data.model_copy(update={"source": resolved})})
+            update={"data": config.data.model_copy(update={"source": resolved})}
+        )
     return config
 
 

@@ -21,8 +21,9 @@ def file_format(source: str, declared: str | None = None) -> str:
     for suffix in reversed(suffixes):
         if suffix.lower() in FORMATS:
             return FORMATS[suffix.lower()]
-    raise UserError(f"cannot tell the format of '{source}' from its name; "
-                    "set data.format to csv or parquet")
+    raise UserError(
+        f"cannot tell the format of '{source}' from its name; set data.format to csv or parquet"
+    )
 
 
 def read_table(source: str, declared_format: str | None = None) -> pd.DataFrame:
@@ -67,10 +68,14 @@ def load_data(config: DataConfig) -> pd.DataFrame:
         frame = read_table(config.source, config.format)
         origin = config.source
     if config.target not in frame.columns:
-        raise UserError(f"target column '{config.target}' not in {origin}; "
-                        f"columns are {list(frame.columns)}")
-    unknown = [c for c in (*config.drop_columns, *config.numeric_columns,
-                           *config.categorical_columns) if c not in frame.columns]
+        raise UserError(
+            f"target column '{config.target}' not in {origin}; columns are {list(frame.columns)}"
+        )
+    unknown = [
+        c
+        for c in (*config.drop_columns, *config.numeric_columns, *config.categorical_columns)
+        if c not in frame.columns
+    ]
     if unknown:
         raise UserError(f"config names columns not in {origin}: {unknown}")
     labelled = frame[frame[config.target].notna()]

@@ -17,16 +17,20 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
     }
 
 
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray,
-                           classes: np.ndarray) -> dict[str, float]:
+def classification_metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray, classes: np.ndarray
+) -> dict[str, float]:
     """accuracy; F1 (of ``classes[1]`` when binary, macro average otherwise); ROC AUC
     (one-vs-rest macro for multiclass, left out when the held-out labels hold a single class);
     log loss over all training classes."""
     binary = len(classes) == 2
     result = {
         "accuracy": float(skm.accuracy_score(y_true, y_pred)),
-        "f1": float(skm.f1_score(y_true, y_pred, pos_label=classes[1]) if binary
-                    else skm.f1_score(y_true, y_pred, average="macro", labels=classes)),
+        "f1": float(
+            skm.f1_score(y_true, y_pred, pos_label=classes[1])
+            if binary
+            else skm.f1_score(y_true, y_pred, average="macro", labels=classes)
+        ),
         "log_loss": float(skm.log_loss(y_true, proba, labels=classes)),
     }
     present = np.isin(classes, y_true)
@@ -35,8 +39,11 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, proba: np.nda
             result["roc_auc"] = float(skm.roc_auc_score(y_true == classes[1], proba[:, 1]))
         else:
             scores = proba[:, present] / proba[:, present].sum(axis=1, keepdims=True)
-            result["roc_auc"] = float(skm.roc_auc_score(
-                y_true, scores, multi_class="ovr", average="macro", labels=classes[present]))
+            result["roc_auc"] = float(
+                skm.roc_auc_score(
+                    y_true, scores, multi_class="ovr", average="macro", labels=classes[present]
+                )
+            )
     return result
 
 
@@ -48,3 +55,8 @@ def evaluate(task: Task, model: object, X: pd.DataFrame, y: pd.Series) -> dict[s
     proba = np.asarray(model.predict_proba(X))  # type: ignore[attr-defined]
     classes = np.asarray(model.classes_)  # type: ignore[attr-defined]
     return classification_metrics(y_true, classes[proba.argmax(axis=1)], proba, classes)
+
+
+def format_metrics(metrics: dict[str, float]) -> str:
+    """``rmse 337.3, mae 267.7`` for progress lines."""
+    return ", ".join(f"{name} {value:.4g}" for name, value in metrics.items())

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import mlflow
 import skops.io
 import yaml
 from mlflow.exceptions import MlflowException
 from sklearn.pipeline import Pipeline
 from skops.io.exceptions import UntrustedTypesFoundException
 
+import mlflow
 from ml_model.errors import UserError
 from ml_model.pipeline import SKOPS_TRUSTED_TYPES
 
@@ -23,8 +23,11 @@ from ml_model.pipeline import SKOPS_TRUSTED_TYPES
 def download_model(model_uri: str, dst: Path | None = None) -> Path:
     """Fetch a model's files (``models:/name@alias``, ``runs:/...``, a path) to a local folder."""
     try:
-        return Path(mlflow.artifacts.download_artifacts(
-            artifact_uri=model_uri, dst_path=str(dst) if dst else None))
+        return Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=model_uri, dst_path=str(dst) if dst else None
+            )
+        )
     except MlflowException as exc:
         raise UserError(f"cannot fetch model {model_uri}: {exc.message}") from None
 

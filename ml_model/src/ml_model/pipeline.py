@@ -1,4 +1,4 @@
-"""The model pipeline: DataPreprocessor → ColumnTransformer → XGBoost, and what it takes to store it.
+"""The model pipeline: DataPreprocessor → ColumnTransformer → XGBoost, and how it is stored.
 
 The ColumnTransformer's output is dense on purpose: XGBoost reads entries absent from a sparse
 matrix as *missing*, so a sparse one-hot 0 (or a scaled value of exactly 0) would mean "missing"
@@ -69,15 +69,23 @@ class LabelEncodedClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[mi
 def build_encoder(features: FeaturesConfig) -> ColumnTransformer:
     """Impute + scale numeric columns, impute + one-hot categorical ones, dense output."""
     scaler = StandardScaler() if features.scaling == "standardize" else MinMaxScaler()
-    numeric = Pipeline([
-        ("impute", SimpleImputer(strategy=features.numeric_imputation)),
-        ("scale", scaler),
-    ])
-    categorical = Pipeline([
-        ("impute", SimpleImputer(strategy=features.categorical_imputation,
-                                 fill_value=MISSING_CATEGORY)),
-        ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
-    ])
+    numeric = Pipeline(
+        [
+            ("impute", SimpleImputer(strategy=features.numeric_imputation)),
+            ("scale", scaler),
+        ]
+    )
+    categorical = Pipeline(
+        [
+            (
+                "impute",
+                SimpleImputer(
+                    strategy=features.categorical_imputation, fill_value=MISSING_CATEGORY
+                ),
+            ),
+            ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+        ]
+    )
     return ColumnTransformer(
         [
             ("numeric", numeric, make_column_selector(dtype_include="number")),
@@ -97,23 +105,38 @@ def build_estimator(task: Task, model: ModelConfig, seed: int) -> Any:
     return LabelEncodedClassifier(XGBClassifier(**params))
 
 
-def build_pipeline(task: Task, features: FeaturesConfig, model: ModelConfig, seed: int,
-                   drop_columns: list[str], numeric_columns: list[str],
-                   categorical_columns: list[str]) -> Pipeline:
+def build_pipeline(
+    task: Task,
+    features: FeaturesConfig,
+    model: ModelConfig,
+    seed: int,
+    drop_columns: list[str],
+    numeric_columns: list[str],
+    categorical_columns: list[str],
+) -> Pipeline:
     """The untrained pipeline: ``preprocess`` → ``encode`` → ``model``."""
-    return Pipeline([
-        ("preprocess", DataPreprocessor(drop_columns=tuple(drop_columns),
-                                        numeric_columns=tuple(numeric_columns),
-                                        categorical_columns=tuple(categorical_columns))),
-        ("encode", build_encoder(features)),
-        ("model", build_estimator(task, model, seed)),
-    ])
+    return Pipeline(
+        [
+            (
+                "preprocess",
+                DataPreprocessor(
+                    drop_columns=tuple(drop_columns),
+                    numeric_columns=tuple(numeric_columns),
+                    categorical_columns=tuple(categorical_columns),
+                ),
+            ),
+            ("encode", build_encoder(features)),
+            ("model", build_estimator(task, model, seed)),
+        ]
+    )
 
 
 def xgboost_model(pipeline: Pipeline) -> XGBRegressor | XGBClassifier:
     """The fitted XGBoost estimator at the end of a pipeline."""
     final = pipeline.named_steps["model"]
-    return final.estimator_ if isinstance(final, LabelEncodedClassifier) else final
+    model = final.estimator_ if isinstance(final, LabelEncodedClassifier) else final
+    assert isinstance(model, XGBRegressor | XGBClassifier)
+    return model
 
 
 def readable_feature_names(pipeline: Pipeline) -> list[str]:

@@ -36,8 +36,7 @@ def regression_plots(y_true: np.ndarray, y_pred: np.ndarray, out: Path) -> list[
     actual, predicted = y_true[idx], y_pred[idx]
     fig, ax = plt.subplots(figsize=(6, 6))
     ax.scatter(actual, predicted, s=8, alpha=0.5)
-    low, high = float(min(actual.min(), predicted.min())), float(max(actual.max(),
-                                                                      predicted.max()))
+    low, high = float(min(actual.min(), predicted.min())), float(max(actual.max(), predicted.max()))
     ax.plot([low, high], [low, high], color="black", linewidth=1, label="perfect")
     ax.set(xlabel="actual", ylabel="predicted", title="Predicted vs actual (held-out)")
     ax.legend()
@@ -50,18 +49,22 @@ def regression_plots(y_true: np.ndarray, y_pred: np.ndarray, out: Path) -> list[
     return paths
 
 
-def classification_plots(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray,
-                         out: Path) -> list[Path]:
+def classification_plots(
+    y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray, out: Path
+) -> list[Path]:
     """Confusion matrix, and ROC and precision-recall curves (one-vs-rest per class)."""
     y_pred = classes[proba.argmax(axis=1)]
     fig, ax = plt.subplots(figsize=(6, 5))
-    ConfusionMatrixDisplay.from_predictions(y_true, y_pred, labels=classes, ax=ax,
-                                            colorbar=False, xticks_rotation=45)
+    ConfusionMatrixDisplay.from_predictions(
+        y_true, y_pred, labels=classes, ax=ax, colorbar=False, xticks_rotation=45
+    )
     ax.set_title("Confusion matrix (held-out)")
     paths = [_save(fig, out / "confusion_matrix.png")]
     shown = classes[1:] if len(classes) == 2 else classes
-    for display, name, title in ((RocCurveDisplay, "roc_curve.png", "ROC"),
-                                 (PrecisionRecallDisplay, "pr_curve.png", "Precision-recall")):
+    for display, name, title in (
+        (RocCurveDisplay, "roc_curve.png", "ROC"),
+        (PrecisionRecallDisplay, "pr_curve.png", "Precision-recall"),
+    ):
         fig, ax = plt.subplots(figsize=(6, 5))
         for label in shown:
             positive = y_true == label

@@ -1,4 +1,4 @@
-"""``DataPreprocessor``: the first pipeline step, turning raw tabular input into clean typed columns.
+"""``DataPreprocessor``: the first pipeline step, turning raw tables into clean typed columns.
 
 It follows the scikit-learn estimator contract: parameters are stored untouched in ``__init__``,
 everything learned in ``fit`` lives in trailing-underscore attributes, and ``transform`` returns
@@ -43,9 +43,11 @@ def _as_frame(X: Any) -> pd.DataFrame:
         raise TypeError("DataPreprocessor takes dense tables; sparse input is not supported.")
     array = np.asarray(X)
     if array.ndim != 2:
-        raise ValueError(f"Expected a 2D table, got an array of shape {array.shape}. "
-                         "Reshape your data with array.reshape(-1, 1) for a single feature or "
-                         "array.reshape(1, -1) for a single row.")
+        raise ValueError(
+            f"Expected a 2D table, got an array of shape {array.shape}. "
+            "Reshape your data with array.reshape(-1, 1) for a single feature or "
+            "array.reshape(1, -1) for a single row."
+        )
     if np.iscomplexobj(array):
         raise ValueError("Complex data not supported.")
     return pd.DataFrame(array, columns=[f"x{i}" for i in range(array.shape[1])])
@@ -77,8 +79,7 @@ def _value_kind(series: pd.Series) -> str:
 def _to_numeric(series: pd.Series) -> pd.Series | None:
     """The cleaned column as float64 when every present value is a number or boolean-like
     (true/false, yes/no → 1.0/0.0), else None."""
-    if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(
-            series.dtype):
+    if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
         return series.astype("float64")
     kind = _value_kind(series)
     if kind in {"integer", "floating", "mixed-integer-float", "decimal", "empty"}:
@@ -90,16 +91,18 @@ def _to_numeric(series: pd.Series) -> pd.Series | None:
     lowered = series.str.lower()
     present = lowered.dropna()
     if present.isin(TRUE_STRINGS | FALSE_STRINGS).all():
-        return lowered.map(lambda v: 1.0 if v in TRUE_STRINGS else 0.0 if v in FALSE_STRINGS
-                           else np.nan).astype("float64")
+        return lowered.map(
+            lambda v: 1.0 if v in TRUE_STRINGS else 0.0 if v in FALSE_STRINGS else np.nan
+        ).astype("float64")
     converted = pd.to_numeric(series, errors="coerce")
     if converted[series.notna()].isna().any():
         return None
     return converted.astype("float64")
 
 
-def infer_schema(frame: pd.DataFrame, numeric: Sequence[str] = (),
-                 categorical: Sequence[str] = ()) -> FeatureSchema:
+def infer_schema(
+    frame: pd.DataFrame, numeric: Sequence[str] = (), categorical: Sequence[str] = ()
+) -> FeatureSchema:
     """Numeric where every present value parses as a number (or boolean), else categorical.
 
     Columns listed in ``numeric`` or ``categorical`` are forced to that kind.
@@ -122,8 +125,11 @@ def clean_frame(frame: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
     for name in schema.numeric:
         series = _clean_column(frame[name])
         numeric = _to_numeric(series)
-        columns[name] = (numeric if numeric is not None
-                         else pd.to_numeric(series, errors="coerce").astype("float64"))
+        columns[name] = (
+            numeric
+            if numeric is not None
+            else pd.to_numeric(series, errors="coerce").astype("float64")
+        )
     for name in schema.categorical:
         series = _clean_column(frame[name]).astype("object")
         columns[name] = series.where(series.isna(), series.astype(str))
@@ -142,8 +148,12 @@ class DataPreprocessor(TransformerMixin, BaseEstimator):  # type: ignore[misc]
     in a numeric column become missing. Rows are never dropped or reordered.
     """
 
-    def __init__(self, drop_columns: Sequence[str] = (), numeric_columns: Sequence[str] = (),
-                 categorical_columns: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        drop_columns: Sequence[str] = (),
+        numeric_columns: Sequence[str] = (),
+        categorical_columns: Sequence[str] = (),
+    ) -> None:
         self.drop_columns = drop_columns
         self.numeric_columns = numeric_columns
         self.categorical_columns = categorical_columns
@@ -152,8 +162,10 @@ class DataPreprocessor(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         frame = _as_frame(X)
         for axis, what in ((0, "sample(s)"), (1, "feature(s)")):
             if frame.shape[axis] == 0:
-                raise ValueError(f"Found a table with 0 {what} (shape={frame.shape}) while a "
-                                 "minimum of 1 is required.")
+                raise ValueError(
+                    f"Found a table with 0 {what} (shape={frame.shape}) while a "
+                    "minimum of 1 is required."
+                )
         self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
         self.n_features_in_ = frame.shape[1]
         kept = frame.drop(columns=[c for c in self.drop_columns if c in frame.columns])
@@ -164,12 +176,15 @@ class DataPreprocessor(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         check_is_fitted(self, "schema_")
         frame = _as_frame(X)
         if not isinstance(X, pd.DataFrame) and frame.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {frame.shape[1]} features, but DataPreprocessor is "
-                             f"expecting {self.n_features_in_} features as input.")
+            raise ValueError(
+                f"X has {frame.shape[1]} features, but DataPreprocessor is "
+                f"expecting {self.n_features_in_} features as input."
+            )
         missing = [c for c in self.schema_.columns if c not in frame.columns]
         if missing:
-            warnings.warn(f"Input lacks columns {missing}; they are treated as missing values.",
-                          stacklevel=2)
+            warnings.warn(
+                f"Input lacks columns {missing}; they are treated as missing values.", stacklevel=2
+            )
             frame = frame.assign(**dict.fromkeys(missing, np.nan))
         return clean_frame(frame, self.schema_)
 

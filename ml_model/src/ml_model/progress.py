@@ -23,7 +23,7 @@ def stage(name: str, timings: dict[str, float]) -> Iterator[None]:
     logger.info("%s done in %.2fs", name, timings[name])
 
 
-class BoostingProgress(TrainingCallback):  # type: ignore[misc]
+class BoostingProgress(TrainingCallback):
     """Report the boosting round, elapsed time and latest validation score every few seconds,
     so long fits show they are moving without flooding short ones."""
 
@@ -40,9 +40,14 @@ class BoostingProgress(TrainingCallback):  # type: ignore[misc]
         now = time.perf_counter()
         if now - self._last >= self.every_seconds:
             self._last = now
-            logger.info("boosting round %d/%d (%.0f%%), %.1fs%s", epoch + 1, self.total_rounds,
-                        100 * (epoch + 1) / self.total_rounds, now - self._start,
-                        _latest_score(evals_log))
+            logger.info(
+                "boosting round %d/%d (%.0f%%), %.1fs%s",
+                epoch + 1,
+                self.total_rounds,
+                100 * (epoch + 1) / self.total_rounds,
+                now - self._start,
+                _latest_score(evals_log),
+            )
         return False
 
 

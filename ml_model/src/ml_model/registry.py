@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
 
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from ml_model.config import Direction
 from ml_model.errors import UserError
 
 CHAMPION = "champion"
@@ -35,28 +35,44 @@ class PromotionDecision:
     champion_score: float | None = None
 
 
-def decide(metric: str, direction: Literal["minimize", "maximize"], min_improvement: float,
-           candidate_score: float | None, champion_version: str | None,
-           champion_score: float | None, champion_error: str | None = None) -> PromotionDecision:
+def decide(
+    metric: str,
+    direction: Direction,
+    min_improvement: float,
+    *,
+    candidate_score: float | None,
+    champion_version: str | None,
+    champion_score: float | None,
+    champion_error: str | None = None,
+) -> PromotionDecision:
     """Promote when there is no champion yet, or when the candidate beats the champion's score
     on the same held-out data by at least ``min_improvement`` in ``direction``."""
 
     def verdict(promoted: bool, reason: str) -> PromotionDecision:
-        return PromotionDecision(promoted, reason, metric, candidate_score, champion_version,
-                                 champion_score)
+        return PromotionDecision(
+            promoted, reason, metric, candidate_score, champion_version, champion_score
+        )
 
     if candidate_score is None:
         return verdict(False, f"the candidate has no {metric} on the held-out data")
     if champion_version is None:
         return verdict(True, "first version: no champion yet")
     if champion_error is not None or champion_score is None:
-        return verdict(False, f"champion v{champion_version} could not be scored on this "
-                              f"run's held-out data ({champion_error}); promote by hand if meant")
-    gain = (champion_score - candidate_score if direction == "minimize"
-            else candidate_score - champion_score)
-    summary = (f"{metric} {candidate_score:.6g} vs champion v{champion_version} "
-               f"{champion_score:.6g} on the same held-out data ({direction}, "
-               f"min improvement {min_improvement:g})")
+        return verdict(
+            False,
+            f"champion v{champion_version} could not be scored on this "
+            f"run's held-out data ({champion_error}); promote by hand if meant",
+        )
+    gain = (
+        champion_score - candidate_score
+        if direction == "minimize"
+        else candidate_score - champion_score
+    )
+    summary = (
+        f"{metric} {candidate_score:.6g} vs champion v{champion_version} "
+        f"{champion_score:.6g} on the same held-out data ({direction}, "
+        f"min improvement {min_improvement:g})"
+    )
     if gain > 0 and gain >= min_improvement:
         return verdict(True, f"beats the champion: {summary}")
     return verdict(False, f"does not beat the champion: {summary}")
@@ -70,11 +86,15 @@ def champion_version(client: MlflowClient, name: str) -> ModelVersion | None:
         return None
 
 
-def record_decision(client: MlflowClient, name: str, version: str,
-                    decision: PromotionDecision) -> None:
+def record_decision(
+    client: MlflowClient, name: str, version: str, decision: PromotionDecision
+) -> None:
     """Write the decision onto the version; move the alias when it promotes."""
-    tags = {TAG_DECISION: "promoted" if decision.promoted else "rejected",
-            TAG_REASON: decision.reason, TAG_METRIC: decision.metric}
+    tags = {
+        TAG_DECISION: "promoted" if decision.promoted else "rejected",
+        TAG_REASON: decision.reason,
+        TAG_METRIC: decision.metric,
+    }
     if decision.candidate_score is not None:
         tags[TAG_CANDIDATE] = repr(decision.candidate_score)
     if decision.champion_score is not None:
@@ -123,8 +143,9 @@ def rollback(client: MlflowClient, name: str) -> tuple[str, str]:
     _existing_version(client, name, previous)
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     client.set_model_version_tag(name, current.version, TAG_DECISION, "rolled back")
-    client.set_model_version_tag(name, current.version, TAG_REASON,
-                                 f"rolled back to v{previous} at {when}")
+    client.set_model_version_tag(
+        name, current.version, TAG_REASON, f"rolled back to v{previous} at {when}"
+    )
     client.set_registered_model_alias(name, CHAMPION, previous)
     return current.version, previous
 
@@ -143,20 +164,32 @@ class VersionSummary:
 def list_versions(client: MlflowClient, name: str | None = None) -> list[VersionSummary]:
     """Every version (of one model or of all), newest first, with aliases and test metrics."""
     query = f"name = '{name}'" if name else ""
-    versions = client.search_model_versions(query, order_by=["name ASC",
-                                                             "version_number DESC"])
+    versions = client.search_model_versions(query, order_by=["name ASC", "version_number DESC"])
     if name and not versions:
         raise UserError(f"no registered model named '{name}'")
+    aliases: dict[str, dict[str, str]] = {}  # search results do not carry aliases
+    for model_name in {mv.name for mv in versions}:
+        aliases[model_name] = client.get_registered_model(model_name).aliases
     summaries = []
     for mv in versions:
         metrics = {}
         if mv.run_id:
             run_metrics = client.get_run(mv.run_id).data.metrics
-            metrics = {k.removeprefix("test_"): v for k, v in sorted(run_metrics.items())
-                       if k.startswith("test_")}
+            metrics = {
+                k.removeprefix("test_"): v
+                for k, v in sorted(run_metrics.items())
+                if k.startswith("test_")
+            }
         created = datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC)
-        summaries.append(VersionSummary(
-            name=mv.name, version=str(mv.version), aliases=tuple(mv.aliases),
-            decision=mv.tags.get(TAG_DECISION, ""), created=created.strftime("%Y-%m-%d %H:%M"),
-            run_id=mv.run_id or "", metrics=metrics))
+        summaries.append(
+            VersionSummary(
+                name=mv.name,
+                version=str(mv.version),
+                aliases=tuple(a for a, v in aliases[mv.name].items() if str(v) == str(mv.version)),
+                decision=mv.tags.get(TAG_DECISION, ""),
+                created=created.strftime("%Y-%m-%d %H:%M"),
+                run_id=mv.run_id or "",
+                metrics=metrics,
+            )
+        )
     return summaries

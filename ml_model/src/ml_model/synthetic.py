@@ -17,8 +17,14 @@ CARDINALITIES = (4, 12, 40, 150)
 TARGET = "target"
 
 
-def make_dataset(rows: int, task: Task = Task.REGRESSION, seed: int = 0, numeric: int = 8,
-                 categorical: int = 4, missing_rate: float = 0.05) -> pd.DataFrame:
+def make_dataset(
+    rows: int,
+    task: Task = Task.REGRESSION,
+    seed: int = 0,
+    numeric: int = 8,
+    categorical: int = 4,
+    missing_rate: float = 0.05,
+) -> pd.DataFrame:
     """A table of ``rows`` rows: ``num_0..`` (float), ``cat_0..`` (strings), and ``target``
     (float for regression, ``class_k`` strings for binary/multiclass)."""
     if rows < 1 or numeric < 1 or categorical < 0:
@@ -37,7 +43,7 @@ def make_dataset(rows: int, task: Task = Task.REGRESSION, seed: int = 0, numeric
         codes = rng.choice(size, size=rows, p=frequencies / frequencies.sum())
         effects = rng.normal(scale=0.8, size=size)
         signal += effects[codes]
-        vocabulary = np.array([f"c{j}_{k}" for k in range(size)], dtype=object)
+        vocabulary = pd.Index([f"c{j}_{k}" for k in range(size)])
         columns[f"cat_{j}"] = pd.Categorical.from_codes(codes, categories=vocabulary)
     frame = pd.DataFrame(columns)
     for name in frame.columns:

@@ -10,10 +10,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import pandas as pd
 import requests
 
+import mlflow
 from ml_model.errors import UserError
 from ml_model.preprocessing import FeatureSchema
 
@@ -40,20 +40,39 @@ def tracking_uri() -> str:
     return embedded_uri()
 
 
+# Client defaults, applied unless the environment already sets them:
+# - artifacts always travel through the tracking server's proxy. With an S3 artifact store,
+#   MLflow 3.17 clients otherwise download (and upload large files) straight from presigned
+#   URLs on the server's own S3 endpoint, which clients outside its network cannot reach and
+#   which trainers and the API should not need to;
+# - a failing call is retried 3 times with short waits, instead of 7 times with doubling waits
+#   (minutes), so a dead service is reported promptly.
+CLIENT_DEFAULTS = {
+    "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false",
+    "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD": "false",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+}
+
+
 def connect() -> str:
-    """Point MLflow at the tracking store and check that a server answers, failing fast with
-    one line instead of retrying for minutes. Returns the URI."""
+    """Point MLflow at the tracking store (with CLIENT_DEFAULTS) and check that a server
+    answers, failing fast with one line instead of retrying for minutes. Returns the URI."""
+    for name, value in CLIENT_DEFAULTS.items():
+        os.environ.setdefault(name, value)
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
     if uri.startswith(("http://", "https://")):
         try:
             response = requests.get(f"{uri.rstrip('/')}/health", timeout=10)
         except requests.RequestException as exc:
-            raise UserError(f"MLflow tracking server at {uri} is unreachable: "
-                            f"{exc.__class__.__name__}") from None
+            raise UserError(
+                f"MLflow tracking server at {uri} is unreachable: {exc.__class__.__name__}"
+            ) from None
         if response.status_code != 200:
-            raise UserError(f"MLflow tracking server at {uri} is not healthy: "
-                            f"HTTP {response.status_code}")
+            raise UserError(
+                f"MLflow tracking server at {uri} is not healthy: HTTP {response.status_code}"
+            )
     return uri
 
 
@@ -72,8 +91,14 @@ def experiment_id(name: str) -> str:
 def git_commit() -> str:
     """The source tree's commit: ``git rev-parse HEAD``, else ``$GIT_COMMIT``, else unknown."""
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True, timeout=5, cwd=Path(__file__).parent).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=5,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return os.environ.get("GIT_COMMIT", "unknown")
 
@@ -107,10 +132,19 @@ def profile(frame: pd.DataFrame, schema: FeatureSchema, target: str) -> dict[str
     columns: dict[str, Any] = {}
     for name in frame.columns:
         series = frame[name]
-        kind = ("target" if name == target else "numeric" if name in schema.numeric
-                else "categorical" if name in schema.categorical else "dropped")
+        kind = (
+            "target"
+            if name == target
+            else "numeric"
+            if name in schema.numeric
+            else "categorical"
+            if name in schema.categorical
+            else "dropped"
+        )
         entry: dict[str, Any] = {
-            "kind": kind, "dtype": str(series.dtype), "missing": int(series.isna().sum()),
+            "kind": kind,
+            "dtype": str(series.dtype),
+            "missing": int(series.isna().sum()),
             "missing_share": round(float(series.isna().mean()), 6),
             "distinct": int(series.nunique()),
         }
@@ -118,8 +152,12 @@ def profile(frame: pd.DataFrame, schema: FeatureSchema, target: str) -> dict[str
         if numeric is not None or (kind == "target" and pd.api.types.is_numeric_dtype(series)):
             values = numeric if numeric is not None else series
             stats = values.describe(percentiles=[0.25, 0.5, 0.75])
-            entry.update({k: _finite(stats.get(k)) for k in
-                          ("mean", "std", "min", "25%", "50%", "75%", "max")})
+            entry.update(
+                {
+                    k: _finite(stats.get(k))
+                    for k in ("mean", "std", "min", "25%", "50%", "75%", "max")
+                }
+            )
         else:
             top = series.astype("object").value_counts().head(10)
             entry["top"] = {str(k): int(v) for k, v in top.items()}

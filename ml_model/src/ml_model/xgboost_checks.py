@@ -24,7 +24,8 @@ def cuda_available() -> bool:
         warnings.simplefilter("always")
         try:
             xgboost.XGBRegressor(n_estimators=1, device="cuda").fit(
-                np.array([[0.0], [1.0]]), np.array([0.0, 1.0]))
+                np.array([[0.0], [1.0]]), np.array([0.0, 1.0])
+            )
         except xgboost.core.XGBoostError:
             return False
     return not any(NO_GPU_WARNING in str(w.message) for w in caught)
@@ -35,11 +36,15 @@ def check_device(model: ModelConfig) -> None:
     if model.device != "cuda":
         return
     if not xgboost.build_info().get("USE_CUDA", False):
-        raise UserError("model.device is cuda but this XGBoost build has no CUDA support; "
-                        "install the 'gpu' extra (package xgboost) or use the train-gpu image")
+        raise UserError(
+            "model.device is cuda but this XGBoost build has no CUDA support; "
+            "install the 'gpu' extra (package xgboost) or use the train-gpu image"
+        )
     if not cuda_available():
-        raise UserError("model.device is cuda but no CUDA GPU is visible; "
-                        "check the NVIDIA driver (nvidia-smi) or set model.device=cpu")
+        raise UserError(
+            "model.device is cuda but no CUDA GPU is visible; "
+            "check the NVIDIA driver (nvidia-smi) or set model.device=cpu"
+        )
 
 
 def check_params(task: Task, model: ModelConfig) -> None:
@@ -48,8 +53,13 @@ def check_params(task: Task, model: ModelConfig) -> None:
     classes = 2 if task is Task.BINARY else 3
     X = np.arange(classes * 2, dtype=float).reshape(-1, 1)
     y = np.arange(classes * 2) % classes
-    tiny = model.model_copy(update={"params": {**model.params, "n_estimators": 1},
-                                    "early_stopping_rounds": None, "device": "cpu"})
+    tiny = model.model_copy(
+        update={
+            "params": {**model.params, "n_estimators": 1},
+            "early_stopping_rounds": None,
+            "device": "cpu",
+        }
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from ml_model.config import Task, apply_overrides, flatten, load_config
 from ml_model.errors import UserError
 
@@ -36,28 +35,45 @@ def test_defaults_and_relative_source_resolution(tmp_path: Path) -> None:
     assert config.training.test_size == 0.2
 
 
-@pytest.mark.parametrize(("patch", "expected"), [
-    ({"extra": 1}, "extra: unknown key"),
-    ({"data": {**MINIMAL["data"], "sorce": "x"}}, "data.sorce: unknown key"),
-    ({"model": {"devise": "cuda"}}, "model.devise: unknown key"),
-    ({"task": "clustering"}, "task:"),
-    ({"model": {"device": "tpu"}}, "model.device:"),
-    ({"training": {"test_size": 1.5}}, "training.test_size:"),
-    ({"features": {"scaling": "log"}}, "features.scaling:"),
-    ({"training": {"cv_folds": 1}}, "training.cv_folds:"),
-    ({"model": {"early_stopping_rounds": 0}}, "model.early_stopping_rounds:"),
-    ({"model": {"params": {"device": "cuda"}}}, "not in params"),
-    ({"promotion": {"metric": "auc"}}, "unknown metric 'auc'"),
-    ({"task": "regression", "promotion": {"metric": "accuracy"}},
-     "promotion.metric 'accuracy' does not apply to a regression task"),
-    ({"data": {"target": "y"}}, "exactly one of 'source'"),
-    ({"data": {"source": "a.csv", "query": "select 1", "target": "y"}}, "exactly one of"),
-    ({"data": {"query": "select 1", "target": "y"}}, "needs 'sql_url'"),
-    ({"data": {"source": "a.csv", "target": "y", "drop_columns": ["y"]}}, "also in drop_columns"),
-    ({"data": {"source": "a.csv", "target": "y", "numeric_columns": ["a"],
-               "categorical_columns": ["a"]}}, "both numeric and categorical"),
-    ({"mlflow": {"experiment": "e"}}, "mlflow.registered_model: Field required"),
-])
+@pytest.mark.parametrize(
+    ("patch", "expected"),
+    [
+        ({"extra": 1}, "extra: unknown key"),
+        ({"data": {**MINIMAL["data"], "sorce": "x"}}, "data.sorce: unknown key"),
+        ({"model": {"devise": "cuda"}}, "model.devise: unknown key"),
+        ({"task": "clustering"}, "task:"),
+        ({"model": {"device": "tpu"}}, "model.device:"),
+        ({"training": {"test_size": 1.5}}, "training.test_size:"),
+        ({"features": {"scaling": "log"}}, "features.scaling:"),
+        ({"training": {"cv_folds": 1}}, "training.cv_folds:"),
+        ({"model": {"early_stopping_rounds": 0}}, "model.early_stopping_rounds:"),
+        ({"model": {"params": {"device": "cuda"}}}, "not in params"),
+        ({"promotion": {"metric": "auc"}}, "unknown metric 'auc'"),
+        (
+            {"task": "regression", "promotion": {"metric": "accuracy"}},
+            "promotion.metric 'accuracy' does not apply to a regression task",
+        ),
+        ({"data": {"target": "y"}}, "exactly one of 'source'"),
+        ({"data": {"source": "a.csv", "query": "select 1", "target": "y"}}, "exactly one of"),
+        ({"data": {"query": "select 1", "target": "y"}}, "needs 'sql_url'"),
+        (
+            {"data": {"source": "a.csv", "target": "y", "drop_columns": ["y"]}},
+            "also in drop_columns",
+        ),
+        (
+            {
+                "data": {
+                    "source": "a.csv",
+                    "target": "y",
+                    "numeric_columns": ["a"],
+                    "categorical_columns": ["a"],
+                }
+            },
+            "both numeric and categorical",
+        ),
+        ({"mlflow": {"experiment": "e"}}, "mlflow.registered_model: Field required"),
+    ],
+)
 def test_bad_config_names_the_key(tmp_path: Path, patch: dict, expected: str) -> None:
     with pytest.raises(UserError, match="invalid config") as caught:
         load_config(write(tmp_path, {**MINIMAL, **patch}))
@@ -65,9 +81,16 @@ def test_bad_config_names_the_key(tmp_path: Path, patch: dict, expected: str) ->
 
 
 def test_overrides_set_nested_values_parsed_as_yaml(tmp_path: Path) -> None:
-    config = load_config(write(tmp_path, MINIMAL), [
-        "model.params.max_depth=7", "training.seed=3", "task=binary",
-        "data.drop_columns=[a, b]", "model.device=cpu"])
+    config = load_config(
+        write(tmp_path, MINIMAL),
+        [
+            "model.params.max_depth=7",
+            "training.seed=3",
+            "task=binary",
+            "data.drop_columns=[a, b]",
+            "model.device=cpu",
+        ],
+    )
     assert config.model.params == {"max_depth": 7}
     assert config.training.seed == 3
     assert config.task is Task.BINARY

@@ -5,10 +5,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlalchemy
-
 from ml_model.config import DataConfig
-from ml_model.data import file_format, load_data
 from ml_model.errors import UserError
+
+from ml_model.data import file_format, load_data
 
 
 def test_penguins_csv_loads_without_unlabelled_rows(penguins_csv: Path) -> None:
@@ -23,15 +23,22 @@ def test_parquet_and_declared_format(tmp_path: Path, penguins_csv: Path) -> None
     frame.to_parquet(tmp_path / "p.parquet")
     frame.to_parquet(tmp_path / "p.data")
     loaded = load_data(DataConfig(source=str(tmp_path / "p.parquet"), target="species"))
-    declared = load_data(DataConfig(source=str(tmp_path / "p.data"), format="parquet",
-                                    target="species"))
+    declared = load_data(
+        DataConfig(source=str(tmp_path / "p.data"), format="parquet", target="species")
+    )
     assert loaded.equals(declared)
     assert len(loaded) == 344
 
 
-@pytest.mark.parametrize(("name", "fmt"), [("a.csv", "csv"), ("s3://b/k/a.csv.gz", "csv"),
-                                           ("https://h/x.parquet?sig=1", "parquet"),
-                                           ("a.PQ", "parquet")])
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [
+        ("a.csv", "csv"),
+        ("s3://b/k/a.csv.gz", "csv"),
+        ("https://h/x.parquet?sig=1", "parquet"),
+        ("a.PQ", "parquet"),
+    ],
+)
 def test_format_from_name(name: str, fmt: str) -> None:
     assert file_format(name) == fmt
 
@@ -56,11 +63,14 @@ def test_sql_query(tmp_path: Path, penguins_csv: Path) -> None:
     engine = sqlalchemy.create_engine(url)
     pd.read_csv(penguins_csv).to_sql("penguins", engine)
     engine.dispose()
-    frame = load_data(DataConfig(query="select * from penguins where island = 'Dream'",
-                                 sql_url=url, target="species"))
+    frame = load_data(
+        DataConfig(
+            query="select * from penguins where island = 'Dream'", sql_url=url, target="species"
+        )
+    )
     assert set(frame["island"]) == {"Dream"}
     assert len(frame) == 124
-    with pytest.raises(UserError, match="data.query failed"):
+    with pytest.raises(UserError, match=r"data\.query failed"):
         load_data(DataConfig(query="select * from nowhere", sql_url=url, target="species"))
-    with pytest.raises(UserError, match="invalid data.sql_url"):
+    with pytest.raises(UserError, match=r"invalid data\.sql_url"):
         load_data(DataConfig(query="select 1", sql_url="notadb://x", target="species"))

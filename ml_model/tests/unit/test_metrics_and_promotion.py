@@ -4,7 +4,6 @@ import math
 
 import numpy as np
 import pytest
-
 from ml_model.metrics import classification_metrics, regression_metrics
 from ml_model.registry import decide
 
@@ -37,27 +36,52 @@ def test_multiclass_roc_auc_left_out_when_held_out_has_one_class() -> None:
     assert result["accuracy"] == 0.5
 
 
-@pytest.mark.parametrize(("direction", "candidate", "champion", "minimum", "promoted"), [
-    ("minimize", 9.0, 10.0, 0.0, True),
-    ("minimize", 10.0, 10.0, 0.0, False),
-    ("minimize", 11.0, 10.0, 0.0, False),
-    ("minimize", 9.5, 10.0, 1.0, False),
-    ("minimize", 9.0, 10.0, 1.0, True),
-    ("maximize", 0.91, 0.90, 0.0, True),
-    ("maximize", 0.90, 0.91, 0.0, False),
-    ("maximize", 0.905, 0.90, 0.01, False),
-])
-def test_decide_against_a_champion(direction: str, candidate: float, champion: float,
-                                   minimum: float, promoted: bool) -> None:
-    decision = decide("m", direction, minimum, candidate, "3", champion)  # type: ignore[arg-type]
+@pytest.mark.parametrize(
+    ("direction", "candidate", "champion", "minimum", "promoted"),
+    [
+        ("minimize", 9.0, 10.0, 0.0, True),
+        ("minimize", 10.0, 10.0, 0.0, False),
+        ("minimize", 11.0, 10.0, 0.0, False),
+        ("minimize", 9.5, 10.0, 1.0, False),
+        ("minimize", 9.0, 10.0, 1.0, True),
+        ("maximize", 0.91, 0.90, 0.0, True),
+        ("maximize", 0.90, 0.91, 0.0, False),
+        ("maximize", 0.905, 0.90, 0.01, False),
+    ],
+)
+def test_decide_against_a_champion(
+    direction: str, candidate: float, champion: float, minimum: float, promoted: bool
+) -> None:
+    decision = decide(
+        "m",
+        direction,
+        minimum,  # type: ignore[arg-type]
+        candidate_score=candidate,
+        champion_version="3",
+        champion_score=champion,
+    )
     assert decision.promoted is promoted
     assert "champion v3" in decision.reason
     assert decision.champion_score == champion
 
 
 def test_first_version_is_promoted_and_unscorable_champion_is_not_replaced() -> None:
-    assert decide("rmse", "minimize", 0.0, 5.0, None, None).promoted
-    refused = decide("rmse", "minimize", 0.0, 5.0, "2", None, champion_error="KeyError: x")
+    first = decide(
+        "rmse", "minimize", 0.0, candidate_score=5.0, champion_version=None, champion_score=None
+    )
+    assert first.promoted
+    refused = decide(
+        "rmse",
+        "minimize",
+        0.0,
+        candidate_score=5.0,
+        champion_version="2",
+        champion_score=None,
+        champion_error="KeyError: x",
+    )
     assert not refused.promoted
     assert "could not be scored" in refused.reason
-    assert not decide("roc_auc", "maximize", 0.0, None, None, None).promoted
+    unscored = decide(
+        "roc_auc", "maximize", 0.0, candidate_score=None, champion_version=None, champion_score=None
+    )
+    assert not unscored.promoted

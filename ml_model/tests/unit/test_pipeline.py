@@ -4,7 +4,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import skops.io
-
 from ml_model.config import FeaturesConfig, ModelConfig, Task
 from ml_model.pipeline import (
     SKOPS_TRUSTED_TYPES,
@@ -19,8 +18,15 @@ MODEL = ModelConfig(params={"n_estimators": 20, "max_depth": 3})
 
 def fitted(task: Task, rows: int = 600, **features: str):  # type: ignore[no-untyped-def]
     frame = make_dataset(rows, task, seed=1, numeric=3, categorical=2)
-    pipeline = build_pipeline(task, FeaturesConfig(**features), MODEL, seed=0, drop_columns=[],
-                              numeric_columns=[], categorical_columns=[])
+    pipeline = build_pipeline(
+        task,
+        FeaturesConfig(**features),
+        MODEL,
+        seed=0,
+        drop_columns=[],
+        numeric_columns=[],
+        categorical_columns=[],
+    )
     X, y = frame.drop(columns=[TARGET]), frame[TARGET]
     return pipeline.fit(X, y), X, y
 

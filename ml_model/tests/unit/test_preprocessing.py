@@ -3,10 +3,9 @@
 import numpy as np
 import pandas as pd
 import pytest
+from ml_model.preprocessing import DataPreprocessor, infer_schema
 from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
-
-from ml_model.preprocessing import DataPreprocessor, infer_schema
 
 # transform returns a DataFrame (typed columns drive the ColumnTransformer's selectors) whose
 # numeric columns are always float64, so training and serving see one dtype; the dtype-
@@ -16,24 +15,28 @@ EXPECTED_FAILED_CHECKS = {
 }
 
 
-@parametrize_with_checks([DataPreprocessor(), DataPreprocessor(drop_columns=("x1",))],
-                         expected_failed_checks=lambda _: EXPECTED_FAILED_CHECKS)
+@parametrize_with_checks(
+    [DataPreprocessor(), DataPreprocessor(drop_columns=("x1",))],
+    expected_failed_checks=lambda _: EXPECTED_FAILED_CHECKS,
+)
 def test_sklearn_estimator_contract(estimator, check) -> None:  # type: ignore[no-untyped-def]
     check(estimator)
 
 
 @pytest.fixture
 def dirty() -> pd.DataFrame:
-    return pd.DataFrame({
-        "id": [1, 2, 3, 4],
-        "amount": ["12", " 3.5 ", "", None],
-        "flag": ["yes", "No", None, "TRUE"],
-        "city": [" Paris", "Oslo ", "   ", None],
-        "count": pd.array([1, None, 3, 4], dtype="Int64"),
-        "label": pd.Series(["a", None, "b", "a"], dtype="string"),
-        "active": [True, False, None, True],
-        "code": [10, 20, 10, 30],
-    })
+    return pd.DataFrame(
+        {
+            "id": [1, 2, 3, 4],
+            "amount": ["12", " 3.5 ", "", None],
+            "flag": ["yes", "No", None, "TRUE"],
+            "city": [" Paris", "Oslo ", "   ", None],
+            "count": pd.array([1, None, 3, 4], dtype="Int64"),
+            "label": pd.Series(["a", None, "b", "a"], dtype="string"),
+            "active": [True, False, None, True],
+            "code": [10, 20, 10, 30],
+        }
+    )
 
 
 def test_normalizes_dirt_and_types_columns(dirty: pd.DataFrame) -> None:

@@ -2,11 +2,10 @@
 
 import pandas as pd
 import pytest
-
 from ml_model.config import ModelConfig, Task
 from ml_model.errors import UserError
 from ml_model.synthetic import TARGET, make_dataset
-from ml_model.train import check_cv_folds, check_target, infer_task
+from ml_model.targets import check_cv_folds, check_target, infer_task
 from ml_model.xgboost_checks import check_device, check_params, cuda_available
 
 
@@ -29,14 +28,17 @@ def test_generator_classification_targets(task: Task, classes: int) -> None:
     assert target.value_counts(normalize=True).min() > 0.2
 
 
-@pytest.mark.parametrize(("values", "task"), [
-    ([1.5, 2.5, 3.25, 4.0], Task.REGRESSION),
-    (list(range(50)), Task.REGRESSION),
-    ([0, 1, 0, 1], Task.BINARY),
-    (["a", "b", "a"], Task.BINARY),
-    (["a", "b", "c"], Task.MULTICLASS),
-    ([1, 2, 3, 1, 2, 3], Task.MULTICLASS),
-])
+@pytest.mark.parametrize(
+    ("values", "task"),
+    [
+        ([1.5, 2.5, 3.25, 4.0], Task.REGRESSION),
+        (list(range(50)), Task.REGRESSION),
+        ([0, 1, 0, 1], Task.BINARY),
+        (["a", "b", "a"], Task.BINARY),
+        (["a", "b", "c"], Task.MULTICLASS),
+        ([1, 2, 3, 1, 2, 3], Task.MULTICLASS),
+    ],
+)
 def test_infer_task(values: list[object], task: Task) -> None:
     assert infer_task(pd.Series(values, name="t")) is task
 
@@ -55,16 +57,20 @@ def test_target_checks_name_the_problem() -> None:
     check_cv_folds(pd.Series(["a", "a", "b", "b"]), Task.BINARY, 2)
 
 
-@pytest.mark.parametrize(("params", "message"), [
-    ({"max_dept": 3}, 'does not know { "max_dept" }'),
-    ({"max_depth": -1}, "max_depth should be greater equal to 0"),
-    ({"learning_rate": "abc"}, "expect float"),
-    ({"tree_method": "magic"}, "Invalid Input: 'magic'"),
-])
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"max_dept": 3}, 'does not know { "max_dept" }'),
+        ({"max_depth": -1}, "max_depth should be greater equal to 0"),
+        ({"learning_rate": "abc"}, "expect float"),
+        ({"tree_method": "magic"}, "Invalid Input: 'magic'"),
+    ],
+)
 @pytest.mark.parametrize("task", list(Task))
-def test_bad_xgboost_params_fail_with_xgboosts_message(task: Task, params: dict[str, object],
-                                                       message: str) -> None:
-    with pytest.raises(UserError, match="model.params") as caught:
+def test_bad_xgboost_params_fail_with_xgboosts_message(
+    task: Task, params: dict[str, object], message: str
+) -> None:
+    with pytest.raises(UserError, match=r"model\.params") as caught:
         check_params(task, ModelConfig(params=params))
     assert message in str(caught.value)
 
@@ -75,5 +81,5 @@ def test_good_params_pass() -> None:
 
 @pytest.mark.skipif(cuda_available(), reason="this machine has a CUDA GPU")
 def test_cuda_without_a_gpu_is_refused_clearly() -> None:
-    with pytest.raises(UserError, match="model.device is cuda but"):
+    with pytest.raises(UserError, match=r"model\.device is cuda but"):
         check_device(ModelConfig(device="cuda"))

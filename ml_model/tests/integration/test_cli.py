@@ -1,0 +1,153 @@
+"""The ml-model command as users run it: one-line errors, batch scoring, registry commands,
+and the embedded default store when no tracking server is configured."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.support.mlflow_server import MlflowServer
+from tests.support.processes import free_port
+
+from .conftest import Trainer
+
+CLI = str(Path(sys.executable).parent / "ml-model")
+QUICK = ["--set", "training.cv_folds=null", "--set", "model.early_stopping_rounds=null"]
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "ML_MODEL_"))}
+    return subprocess.run(  # noqa: PLW1510 - the tests read returncode
+        [CLI, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**base, **(env or {})},
+        cwd=cwd,
+    )
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess[str], expected: str) -> None:
+    assert done.returncode == 1, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, done.stderr
+    assert expected in lines[0]
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--config", "missing.yaml"], "config file not found: missing.yaml"),
+        (["--set", "training.seeds=1"], "training.seeds: unknown key"),
+        (["--set", "model.device=tpu"], "model.device: Input should be 'cpu' or 'cuda'"),
+        (["--set", "data.target=weight"], "target column 'weight' not in"),
+        (["--set", "model.params.max_dept=3"], 'XGBoost does not know { "max_dept" }'),
+    ],
+)
+def test_bad_input_fails_with_one_line(
+    configs_dir: Path, tmp_path: Path, args: list[str], expected: str
+) -> None:
+    config = ["--config", str(configs_dir / "regression.yaml")]
+    done = run_cli("train", *config, *args, env={"ML_MODEL_HOME": str(tmp_path)}, cwd=tmp_path)
+    assert_one_line_error(done, expected)
+
+
+def test_unreachable_tracking_server_fails_fast(configs_dir: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    done = run_cli(
+        "train", "--config", str(configs_dir / "regression.yaml"), env={"MLFLOW_TRACKING_URI": url}
+    )
+    assert_one_line_error(done, f"MLflow tracking server at {url} is unreachable")
+
+
+def test_embedded_default_store(configs_dir: Path, tmp_path: Path) -> None:
+    home, work = tmp_path / "home", tmp_path / "work"
+    work.mkdir()
+    env = {"ML_MODEL_HOME": str(home)}
+    done = run_cli(
+        "train", "--config", str(configs_dir / "classification.yaml"), *QUICK, env=env, cwd=work
+    )
+    assert done.returncode == 0, done.stderr
+    assert "promoted to champion: first version" in done.stdout
+    assert (home / "mlflow.db").is_file()
+    assert list((home / "artifacts").glob("models/*/artifacts/model.skops"))
+    assert list(work.iterdir()) == []  # nothing written into the current directory
+    listed = run_cli("models", "list", env=env, cwd=work)
+    assert listed.returncode == 0, listed.stderr
+    assert "penguins-species" in listed.stdout
+    assert "champion" in listed.stdout
+
+
+def test_predict_and_registry_commands(
+    train_config: Trainer, mlflow_server: MlflowServer, penguins_csv: Path, tmp_path: Path
+) -> None:
+    env = {"MLFLOW_TRACKING_URI": mlflow_server.url}
+    name = "cli-species"
+    for depth in ("1", "3"):
+        train_config(
+            "classification.yaml",
+            f"mlflow.registered_model={name}",
+            f"model.params.max_depth={depth}",
+        )
+    rows = pd.read_csv(penguins_csv).drop(columns=["species", "bill_depth_mm"]).head(25)
+    rows.to_csv(tmp_path / "in.csv", index=False)
+    out = tmp_path / "scored" / "out.parquet"
+    done = run_cli(
+        "predict",
+        "--model-uri",
+        f"models:/{name}@champion",
+        "--input",
+        str(tmp_path / "in.csv"),
+        "--output",
+        str(out),
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "warning: Input lacks columns ['bill_depth_mm']" in done.stderr
+    scored = pd.read_parquet(out)
+    assert len(scored) == 25
+    assert set(scored["prediction"]) <= {"Adelie", "Chinstrap", "Gentoo"}
+    probabilities = scored[["probability_Adelie", "probability_Chinstrap", "probability_Gentoo"]]
+    assert probabilities.sum(axis=1).round(6).eq(1.0).all()
+
+    bad_output = run_cli(
+        "predict",
+        "--model-uri",
+        f"models:/{name}@champion",
+        "--input",
+        str(tmp_path / "in.csv"),
+        "--output",
+        str(tmp_path / "out.txt"),
+        env=env,
+    )
+    assert_one_line_error(bad_output, "cannot tell the format")
+    missing_model = run_cli(
+        "predict",
+        "--model-uri",
+        "models:/nope@champion",
+        "--input",
+        str(tmp_path / "in.csv"),
+        "--output",
+        str(out),
+        env=env,
+    )
+    assert_one_line_error(missing_model, "cannot fetch model models:/nope@champion")
+
+    listed = run_cli("models", "list", name, env=env)
+    assert listed.returncode == 0, listed.stderr
+    champion_line = next(line for line in listed.stdout.splitlines() if "champion" in line)
+    champion = champion_line.split()[1]
+    other = "1" if champion == "2" else "2"
+    promoted = run_cli("promote", name, other, env=env)
+    assert promoted.returncode == 0, promoted.stderr
+    assert f"{name} v{other} is now the champion (replacing v{champion})" in promoted.stdout
+    rolled = run_cli("rollback", name, env=env)
+    assert rolled.returncode == 0, rolled.stderr
+    assert f"rolled back from v{other} to v{champion}" in rolled.stdout
+    assert_one_line_error(run_cli("promote", name, "7", env=env), "has no version 7")

@@ -1,0 +1,1 @@
+"""MLflow tracking server entrypoint: settings, database and bucket preparation, then exec."""

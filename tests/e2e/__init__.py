@@ -1,0 +1,1 @@
+"""End-to-end tests: the compose stack built and run on a local Docker engine."""

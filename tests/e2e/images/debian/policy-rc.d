@@ -1,0 +1,3 @@
+#!/bin/sh
+# Never start services while building images.
+exit 101
