@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from . import engine, images
+from . import engine, images, runner, static
 from .proc import HarnessError, log, run
 
 
@@ -19,16 +19,27 @@ def _print_timings(timings: dict[str, float]) -> None:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.e2e.harness", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser(
+        "run", help="engine, images, the e2e suite, clean-up (what `make e2e` runs)"
+    ).add_argument(
+        "pytest_args", nargs="*", help="extra pytest arguments, after -- (e.g. -- -k ports)"
+    )
+    sub.add_parser("compose-config", help="static checks of docker-compose.yml and Dockerfiles")
     eng = sub.add_parser("engine", help="install/start/stop the local Docker engine")
     eng.add_argument("action", choices=["up", "down", "status"])
-    img = sub.add_parser("images", help="build the base, stand-in and trainer images")
-    img.add_argument("--no-trainers", action="store_true", help="stand-ins only")
+    img = sub.add_parser("images", help="build the base, stand-in and project images")
+    img.add_argument("--no-project", action="store_true", help="stand-ins only")
     img.add_argument("--no-gpu", action="store_true", help="skip the CUDA trainer image")
     img.add_argument("--only", nargs="+", metavar="NAME", help="these stand-ins only")
+    sub.add_parser("clean", help="remove the test stack's containers, networks and volumes")
     sub.add_parser("disk", help="disk used by the engine")
     sub.add_parser("reset", help="remove the harness's images and the build cache")
     args = parser.parse_args(argv)
 
+    if args.command == "run":
+        return runner.main(args.pytest_args)
+    if args.command == "compose-config":
+        return static.main()
     started = time.monotonic()
     try:
         if args.command == "engine":
@@ -40,8 +51,10 @@ def main(argv: list[str]) -> int:
             if args.only:
                 timings = images.ensure_stand_ins(args.only)
             else:
-                timings = images.ensure_all(trainers=not args.no_trainers, gpu=not args.no_gpu)
+                timings = images.ensure_all(project=not args.no_project, gpu=not args.no_gpu)
             _print_timings(timings)
+        elif args.command == "clean":
+            runner.clean_projects()
         elif args.command == "disk":
             print(run([engine.docker_cli(), "system", "df"]).stdout)
             print(run(["du", "-sh", engine.info()["root_dir"]]).stdout)

@@ -9,6 +9,7 @@ MLOPS_E2E_STORAGE_DRIVER).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -144,10 +145,21 @@ def _start_time(pid: int) -> str | None:
 
 
 def _is_dockerd(pid: int) -> bool:
+    """True while ``pid`` is a live dockerd (one that exited counts as gone even while it waits,
+    as a zombie, for its parent, e.g. this process when `run` started it, to reap it)."""
     try:
-        return Path(f"/proc/{pid}/comm").read_text().strip() == "dockerd"
+        _reap(pid)
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
     except OSError:
         return False
+    return comm == "dockerd" and stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status of ``pid`` if it is a child of this process that has exited."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
 
 
 def _recorded_pid() -> int | None:
@@ -243,7 +255,7 @@ def up() -> dict[str, str]:
             f"engine answers ({state['server_version']}, {state['storage_driver']}); "
             f"started by the harness: {started}"
         )
-        return {**state, "started_by_harness": started, "client": docker_cli()}
+        return {**state, "started_by_harness": started, "started_now": "no", "client": docker_cli()}
     if _running_dockerd():
         log("dockerd runs but does not answer yet; waiting")
         if _wait_until_answering(None, START_TIMEOUT_S):
@@ -265,7 +277,12 @@ def up() -> dict[str, str]:
             if driver == "vfs":
                 log("WARNING: storage driver vfs copies every layer in full: slow, disk-hungry")
             log(f"dockerd {proc.pid} answers: {state['server_version']}, {state['storage_driver']}")
-            return {**state, "started_by_harness": "yes", "client": docker_cli()}
+            return {
+                **state,
+                "started_by_harness": "yes",
+                "started_now": "yes",
+                "client": docker_cli(),
+            }
         if proc.poll() is None:
             _stop_pid(proc.pid, STOP_TIMEOUT_S)
         failures.append(f"{driver}: exit {proc.poll()}")

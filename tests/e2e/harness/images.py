@@ -1,5 +1,6 @@
 """Images for the e2e tests, all local: a debootstrap Debian base, stand-ins for the third-party
-images the stack uses, and the project's own images built on them through their build args.
+images the stack uses, and the project's own images, built by `docker-compose build` from the
+real docker-compose.yml with the e2e override giving their base-image build args.
 
 Only the rootfs import is skipped when its image exists; everything else goes through
 `docker build`, which the engine's layer cache turns into a quick no-op when nothing changed.
@@ -16,8 +17,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import compose
 from .engine import client_env, docker_cli
-from .proc import E2E_DIR, REPO_ROOT, HarnessError, log, require_root, run, run_logged, tail
+from .proc import E2E_DIR, HarnessError, log, require_root, run, run_logged, tail
 
 NAMESPACE = "mlops-e2e"
 SUITE = "bookworm"
@@ -50,30 +52,36 @@ STAND_INS = (
     _stand_in("python", f"{NAMESPACE}/python:3.11-slim"),
     _stand_in("uv", f"{NAMESPACE}/uv:0.13.9"),
     _stand_in("postgres", f"{NAMESPACE}/postgres:17"),
-    _stand_in("nginx", f"{NAMESPACE}/nginx:1.28"),
+    _stand_in("nginx", f"{NAMESPACE}/nginx-unprivileged:1.28"),
     _stand_in("minio", f"{NAMESPACE}/minio:local"),
-    _stand_in("mc", f"{NAMESPACE}/mc:local"),
     _stand_in("pgadmin", f"{NAMESPACE}/pgadmin:9"),
 )
 TAGS = {image.name: image.tag for image in STAND_INS}
 
-# What the project's Dockerfiles get instead of their registry defaults.
-BASE_BUILD_ARGS = {"PYTHON_IMAGE": TAGS["python"], "UV_IMAGE": TAGS["uv"]}
-
-
-def project_image(name: str, dockerfile: str, tag: str) -> Image:
-    """A Dockerfile of the project, built from the repository root on the stand-in bases."""
-    return Image(name, tag, REPO_ROOT / dockerfile, REPO_ROOT, BASE_BUILD_ARGS)
-
-
-TRAINERS = (
-    project_image("ml-model-cpu", "ml_model/Dockerfile", f"{NAMESPACE}/ml-model:cpu"),
-    project_image("ml-model-gpu", "ml_model/Dockerfile.gpu", f"{NAMESPACE}/ml-model:gpu"),
-)
+# Compose services built from the repository's Dockerfiles, and the images they produce.
+PROJECT_SERVICES = {
+    "mlflow": f"tabular-mlops/mlflow-server:{compose.IMAGE_TAG}",
+    "api": f"tabular-mlops/prediction-api:{compose.IMAGE_TAG}",
+    "train-cpu": f"tabular-mlops/trainer:cpu-{compose.IMAGE_TAG}",
+    "train-gpu": f"tabular-mlops/trainer:gpu-{compose.IMAGE_TAG}",
+}
+GPU_SERVICES = ("train-gpu",)
 
 
 def image_exists(tag: str) -> bool:
     return run([docker_cli(), "image", "inspect", tag], check=False).returncode == 0
+
+
+def image_id(tag: str) -> str | None:
+    result = run([docker_cli(), "image", "inspect", "-f", "{{.Id}}", tag], check=False)
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def drop_replaced(tag: str, previous: str | None) -> None:
+    """Remove the image a rebuild moved ``tag`` away from, so warm runs do not pile up
+    untagged gigabytes (a no-op when it is still tagged or used)."""
+    if previous and previous != image_id(tag):
+        run([docker_cli(), "image", "rm", previous], check=False)
 
 
 # --- the Debian base --------------------------------------------------------------------------
@@ -215,6 +223,7 @@ def build(image: Image, context: Path | None = None) -> float:
     for key, value in image.build_args.items():
         argv += ["--build-arg", f"{key}={value}"]
     argv.append(str(context or image.context))
+    previous = image_id(image.tag)
     try:
         run_logged(argv, f"build-{image.name}.log", env=client_env(), timeout=3600)
     except HarnessError as error:
@@ -225,6 +234,7 @@ def build(image: Image, context: Path | None = None) -> float:
                 "reach the Debian mirror (bridge networking, iptables, DNS)."
             )
         raise HarnessError(f"building {image.tag} failed: {error}{hint}") from error
+    drop_replaced(image.tag, previous)
     elapsed = time.monotonic() - started
     log(f"built {image.tag} in {elapsed:.1f}s")
     return elapsed
@@ -245,24 +255,54 @@ def ensure_stand_ins(names: Iterable[str] | None = None) -> dict[str, float]:
     return timings
 
 
-def ensure_trainers(gpu: bool = True) -> dict[str, float]:
-    """The trainer images, on the stand-in bases (which must exist)."""
-    return {image.name: build(image) for image in TRAINERS if gpu or image.name != "ml-model-gpu"}
+def build_service(stack: compose.Stack, service: str) -> float:
+    """`docker-compose build SERVICE` (BuildKit through the docker CLI); seconds spent."""
+    started = time.monotonic()
+    env = {**compose.compose_env(), "BUILDKIT_PROGRESS": "plain"}
+    argv = stack.argv("build", service, profiles=compose.PROFILES)
+    previous = image_id(PROJECT_SERVICES[service])
+    try:
+        run_logged(
+            argv, f"build-{service}.log", env=env, cwd=compose.COMPOSE_FILE.parent, timeout=3600
+        )
+    except HarnessError as error:
+        raise HarnessError(f"building service {service} failed: {error}") from error
+    drop_replaced(PROJECT_SERVICES[service], previous)
+    elapsed = time.monotonic() - started
+    log(f"built {PROJECT_SERVICES[service]} (service {service}) in {elapsed:.1f}s")
+    return elapsed
 
 
-def ensure_all(trainers: bool = True, gpu: bool = True) -> dict[str, float]:
+def ensure_project_images(stack: compose.Stack, gpu: bool = True) -> dict[str, float]:
+    """The images docker-compose.yml builds, on the stand-in bases (which must exist)."""
+    return {
+        service: build_service(stack, service)
+        for service in PROJECT_SERVICES
+        if gpu or service not in GPU_SERVICES
+    }
+
+
+def ensure_all(
+    project: bool = True, gpu: bool = True, stack: compose.Stack | None = None
+) -> dict[str, float]:
     timings = ensure_stand_ins()
-    if trainers:
-        timings.update(ensure_trainers(gpu=gpu))
+    if project:
+        if stack is None:
+            stack = compose.Stack(compose.new_stack_env())
+        timings.update(ensure_project_images(stack, gpu=gpu))
     return timings
 
 
 def remove_all() -> None:
-    """Remove every image of the harness namespace and the build cache (for cold measurements)."""
-    tags = run(
-        [docker_cli(), "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", f"{NAMESPACE}/*"]
-    ).stdout.split()
+    """Remove the harness's images (its namespace and the project images tagged for the tests)
+    and the build cache, for cold measurements. Other images stay."""
+    listed = run([docker_cli(), "image", "ls", "--format", "{{.Repository}}:{{.Tag}}"]).stdout
+    tags = [
+        tag
+        for tag in listed.split()
+        if tag.startswith(f"{NAMESPACE}/") or tag in PROJECT_SERVICES.values()
+    ]
     if tags:
+        log(f"removing {len(tags)} image(s): {' '.join(tags)}")
         run([docker_cli(), "image", "rm", "-f", *tags])
-    run([docker_cli(), "image", "prune", "-f"])
     run([docker_cli(), "builder", "prune", "-af"], env=client_env())

@@ -48,6 +48,8 @@ def run(
             cwd=cwd,
             timeout=timeout,
             input=input_bytes.decode() if input_bytes is not None else None,
+            # Never the caller's terminal: `docker-compose run` would allocate a TTY.
+            stdin=subprocess.DEVNULL if input_bytes is None else None,
             capture_output=True,
             text=True,
             check=False,
@@ -83,6 +85,7 @@ def run_logged(
                 list(argv),
                 env=dict(env) if env is not None else None,
                 cwd=cwd,
+                stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 timeout=timeout,

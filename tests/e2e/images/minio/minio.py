@@ -2,7 +2,8 @@
 """`minio server DIR [--address :9000] [--console-address :9001]`, answered by moto.
 
 The S3 API comes from moto's server application; MinIO's health endpoints are added in
-front of it and the console port answers with a placeholder page.
+front of it and the console port answers with a placeholder page. Like MinIO, the server
+exits at once when it cannot write to one of its data directories.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import signal
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from moto.moto_server.werkzeug_app import (
@@ -41,6 +43,21 @@ def check_credentials() -> None:
             "MINIO_ROOT_USER length should be at least 3, "
             "and MINIO_ROOT_PASSWORD length at least 8 characters"
         )
+
+
+def check_drives(dirs: list[str]) -> None:
+    """Fail like MinIO when a data directory cannot be written (e.g. a root-owned volume)."""
+    for directory in dirs:
+        probe = Path(directory) / ".minio.sys" / "tmp" / f"probe-{os.getpid()}"
+        try:
+            probe.parent.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as error:
+            sys.exit(
+                f"FATAL Unable to use the drive {directory}: drive access denied "
+                f"(uid {os.getuid()}): {error}"
+            )
 
 
 def with_health(app: Any) -> Any:
@@ -83,6 +100,7 @@ def main(argv: list[str]) -> None:
     server.add_argument("--console-address", default=":9001")
     args = parser.parse_args(argv)
     check_credentials()
+    check_drives(args.dirs)
 
     host, port = split_address(args.address)
     s3 = make_server(

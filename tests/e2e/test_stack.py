@@ -1,0 +1,278 @@
+"""The compose stack end to end, through the user's entry points: `up -d`, `run --rm train-cpu`,
+HTTP on the published ports, `down -v`. The tests run in file order as one scenario; a test
+whose earlier step failed is skipped and says which step it needed."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.e2e.harness import compose, images
+from tests.e2e.harness.engine import docker_cli
+from tests.e2e.harness.proc import LOG_DIR, run
+from tests.e2e.helpers import (
+    MODEL_NAME,
+    TRAIN_CONFIG,
+    Scenario,
+    answers,
+    connects,
+    containers_by_service,
+    http,
+    non_loopback_ipv4,
+    process_uids,
+    registry_champion,
+    train,
+    wait_for,
+    wait_until_healthy,
+)
+
+UP_TIMEOUT_S = 900
+# A deliberately weak model first (it becomes champion only because it is the first), then the
+# default config, which must beat it and take over the alias.
+WEAK_CONFIG = (
+    "--set", "model.params.n_estimators=15",
+    "--set", "model.params.max_depth=1",
+    "--set", "model.early_stopping_rounds=null",
+)  # fmt: skip
+# Containers that may run as root, and why.
+ROOT_ALLOWED = {
+    "minio-volume": "one-shot `chown` of the minio-data volume (Docker creates named volumes "
+    "root-owned) so MinIO can run as uid 1000; no network, exits at once",
+}
+PENGUIN = {
+    "species": "Gentoo",
+    "island": "Biscoe",
+    "bill_length_mm": 47.5,
+    "bill_depth_mm": 15.0,
+    "flipper_length_mm": 218.0,
+    "sex": "female",
+}
+ADELIE = {
+    "species": "Adelie",
+    "island": "Torgersen",
+    "bill_length_mm": 39.1,
+    "bill_depth_mm": 18.7,
+    "flipper_length_mm": 181.0,
+    "sex": "male",
+}
+
+
+def api_url(stack: compose.Stack, path: str) -> str:
+    return f"http://127.0.0.1:{stack.port('API_HOST_PORT')}{path}"
+
+
+def served_version(body: Any) -> str:
+    """The model version an API answer names (top level or under "model")."""
+    for holder in (body, body.get("model") if isinstance(body, dict) else None):
+        if isinstance(holder, dict) and "version" in holder:
+            return str(holder["version"])
+    raise AssertionError(f"no model version in the API's answer: {body}")
+
+
+def predictions(body: Any) -> list[Any]:
+    values = body.get("predictions") if isinstance(body, dict) else None
+    assert isinstance(values, list), f"no list of predictions in the API's answer: {body}"
+    return values
+
+
+def test_up_with_a_missing_secret_fails_naming_it(stack: compose.Stack, tmp_path: Any) -> None:
+    env = compose.write_env(tmp_path / "no-secret.env", stack.settings, drop=["POSTGRES_PASSWORD"])
+    without = compose.Stack(env, compose.NO_SECRET_PROJECT)
+    result = without.run("up", "-d", check=False, timeout=300)
+    assert result.returncode != 0, "`up` succeeded without POSTGRES_PASSWORD"
+    assert "POSTGRES_PASSWORD" in result.stderr, f"message does not name it:\n{result.stderr}"
+    assert compose.project_resources(compose.NO_SECRET_PROJECT) == {
+        "container": [],
+        "network": [],
+        "volume": [],
+    }
+
+
+def test_up_brings_every_service_to_healthy(stack: compose.Stack, scenario: Scenario) -> None:
+    started = time.monotonic()
+    result = stack.run("up", "-d", "--no-build", check=False, timeout=UP_TIMEOUT_S)
+    assert result.returncode == 0, f"`up -d` failed:\n{result.stdout}{result.stderr}"
+    states = wait_until_healthy(stack, timeout=UP_TIMEOUT_S - (time.monotonic() - started))
+    print(f"healthy after {time.monotonic() - started:.0f}s: {json.dumps(states)}")
+    scenario.passed.add("up")
+
+
+def test_services_run_as_non_root(stack: compose.Stack, scenario: Scenario) -> None:
+    scenario.require("up")
+    containers = containers_by_service(stack)
+    root_processes, seen = [], {}
+    for service, container in sorted(containers.items()):
+        if service in ROOT_ALLOWED:
+            assert container["State"]["Status"] == "exited", f"{service} still runs"
+            assert container["State"]["ExitCode"] == 0
+            assert container["HostConfig"]["NetworkMode"] == "none"
+            continue
+        uids = process_uids(container)
+        seen[service] = sorted(set().union(*uids.values()))
+        root_processes += [f"{service}: {proc}" for proc, ids in uids.items() if 0 in ids]
+    print(f"process uids: {seen}; root allowed: {ROOT_ALLOWED}")
+    assert not root_processes, f"processes running as root: {root_processes}"
+    assert set(containers) - set(ROOT_ALLOWED) >= {"postgres", "minio", "nginx", "mlflow", "api"}
+    # The trainer's image too, as `run` starts it.
+    result = stack.run("run", "--rm", "--no-deps", "--entrypoint", "id", "train-cpu", "-u")
+    assert result.stdout.strip() not in {"", "0"}, result.stdout
+
+
+def test_published_ports_are_bound_to_loopback_only(
+    stack: compose.Stack, scenario: Scenario
+) -> None:
+    scenario.require("up")
+    published = {}
+    for service, container in containers_by_service(stack).items():
+        for port, bindings in (container["NetworkSettings"]["Ports"] or {}).items():
+            for binding in bindings or []:
+                published[f"{service} {port}"] = binding["HostIp"]
+    assert published, "no published ports"
+    assert set(published.values()) == {"127.0.0.1"}, published
+
+    api_port = stack.port("API_HOST_PORT")
+    assert stack.run("port", "api", "8000").stdout.strip() == f"127.0.0.1:{api_port}"
+    assert connects("127.0.0.1", api_port)
+    others = non_loopback_ipv4()
+    if not others:
+        pytest.skip("this machine has no non-loopback IPv4 address to try")
+    reachable = [address for address in others if connects(address, api_port)]
+    assert not reachable, f"the API's port {api_port} answers on {reachable}"
+
+
+def test_first_training_registers_a_champion(stack: compose.Stack, scenario: Scenario) -> None:
+    scenario.require("up")
+    first = train(stack, "ml-model", "train", "--config", TRAIN_CONFIG, *WEAK_CONFIG)
+    assert (first.model, first.version, first.promoted) == (MODEL_NAME, "1", True), first.output
+    listing = stack.run("run", "--rm", "train-cpu", "ml-model", "models", "list", MODEL_NAME).stdout
+    assert any(
+        line.split()[:3] == [MODEL_NAME, "1", "champion"] for line in listing.splitlines()
+    ), listing
+    scenario.facts["v1"] = first
+    scenario.passed.add("v1")
+
+
+def test_api_serves_the_champion(stack: compose.Stack, scenario: Scenario) -> None:
+    scenario.require("v1")
+    wait_for("the API's /ready", lambda: answers(api_url(stack, "/ready")), timeout=180)
+    run_id = scenario.facts["v1"].run_id
+    model = http("GET", api_url(stack, "/model")).json()
+    assert (model.get("name"), served_version(model), model.get("run_id")) == (
+        MODEL_NAME,
+        "1",
+        run_id,
+    ), model
+
+    one = http("POST", api_url(stack, "/predict"), PENGUIN)
+    assert one.status == 200, one.text
+    assert (one.json().get("model"), served_version(one.json())) == (MODEL_NAME, "1"), one.text
+    assert len(predictions(one.json())) == 1, one.text
+    assert isinstance(predictions(one.json())[0], float), one.text
+
+    batch = http("POST", api_url(stack, "/predict"), [PENGUIN, ADELIE])
+    assert batch.status == 200, batch.text
+    assert len(predictions(batch.json())) == 2, batch.text
+    scenario.passed.add("served-v1")
+
+
+def test_mlflow_ui_and_registry_show_the_run(stack: compose.Stack, scenario: Scenario) -> None:
+    scenario.require("v1")
+    base = f"http://127.0.0.1:{stack.port('MLFLOW_HOST_PORT')}"
+    ui = http("GET", f"{base}/")
+    assert ui.status == 200 and "<html" in ui.text.lower(), ui.text[:300]
+
+    champion = registry_champion(stack)
+    run_id = scenario.facts["v1"].run_id
+    assert (champion["version"], champion["run_id"]) == ("1", run_id), champion
+    got = http("GET", f"{base}/api/2.0/mlflow/runs/get?run_id={run_id}").json()["run"]
+    assert got["info"]["status"] == "FINISHED", got["info"]
+    experiment_id = got["info"]["experiment_id"]
+    found = http(
+        "POST", f"{base}/api/2.0/mlflow/runs/search", {"experiment_ids": [experiment_id]}
+    ).json()
+    assert run_id in {r["info"]["run_id"] for r in found.get("runs", [])}, found
+
+    for name, url in {
+        "pgAdmin": f"http://127.0.0.1:{stack.port('PGADMIN_HOST_PORT')}/misc/ping",
+        "MinIO console (through nginx)": (
+            f"http://127.0.0.1:{stack.port('MINIO_CONSOLE_HOST_PORT')}/"
+        ),
+    }.items():
+        assert answers(url) is not None, f"{name} does not answer on {url}"
+
+
+def test_artifacts_land_in_the_bucket_through_nginx(
+    stack: compose.Stack, scenario: Scenario
+) -> None:
+    scenario.require("v1")
+    settings = stack.settings
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=f"http://127.0.0.1:{stack.port('MINIO_API_HOST_PORT')}",
+        aws_access_key_id=settings["MINIO_ROOT_USER"],
+        aws_secret_access_key=settings["MINIO_ROOT_PASSWORD"],
+        region_name="us-east-1",
+    )
+    bucket = settings.get("MLFLOW_ARTIFACTS_BUCKET") or "mlflow"
+    keys = [
+        item["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        for item in page.get("Contents", [])
+    ]
+    run_id = scenario.facts["v1"].run_id
+    assert any(run_id in key for key in keys), f"nothing of run {run_id} in {bucket}: {keys}"
+    assert any(key.endswith("/MLmodel") for key in keys), f"no MLmodel in {bucket}: {keys}"
+
+
+def test_retrain_better_config_is_served_without_restart(
+    stack: compose.Stack, scenario: Scenario
+) -> None:
+    scenario.require("served-v1")
+    before = containers_by_service(stack)["api"]
+    second = train(stack)  # exactly `docker compose run --rm train-cpu`: the default config
+    assert (second.version, second.promoted) == ("2", True), second.output
+    assert registry_champion(stack)["version"] == "2"
+
+    def serving_v2() -> dict[str, Any] | None:
+        model = http("GET", api_url(stack, "/model")).json()
+        return model if served_version(model) == "2" else None
+
+    model = wait_for("the API to serve v2", serving_v2, timeout=120)
+    assert model.get("run_id") == second.run_id, model
+    answer = http("POST", api_url(stack, "/predict"), PENGUIN)
+    assert answer.status == 200 and served_version(answer.json()) == "2", answer.text
+    after = containers_by_service(stack)["api"]
+    assert after["Id"] == before["Id"], "the API container was replaced"
+    assert after["State"]["StartedAt"] == before["State"]["StartedAt"], "the API restarted"
+    assert after["RestartCount"] == 0
+
+
+def test_gpu_trainer_image(stack: compose.Stack) -> None:
+    image = images.PROJECT_SERVICES["train-gpu"]
+    probe = "import xgboost, ml_model; print(xgboost.build_info()['USE_CUDA'])"
+    result = run([docker_cli(), "run", "--rm", "--entrypoint", "python", image, "-c", probe])
+    assert result.stdout.strip() == "True", f"{image}: xgboost without CUDA: {result.stdout}"
+    user = run([docker_cli(), "run", "--rm", "--entrypoint", "id", image, "-u"]).stdout.strip()
+    assert user not in {"", "0"}, f"{image} runs as uid {user}"
+
+    runtimes = json.loads(run([docker_cli(), "info", "--format", "{{json .Runtimes}}"]).stdout)
+    if "nvidia" not in runtimes:
+        pytest.skip(
+            f"`docker compose run --rm train-gpu` not run: no NVIDIA GPU/container runtime on "
+            f"this machine (engine runtimes: {', '.join(sorted(runtimes))}); the image "
+            f"{image} was built and imports XGBoost's CUDA build"
+        )
+    result = stack.run("run", "--rm", "train-gpu", check=False, timeout=1200)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_down_removes_containers_networks_and_volumes(stack: compose.Stack) -> None:
+    stack.save_logs(LOG_DIR)
+    result = stack.run("down", "-v", check=False, timeout=300)
+    assert result.returncode == 0, result.stderr
+    left = compose.project_resources(stack.project)
+    assert left == {"container": [], "network": [], "volume": []}, left
