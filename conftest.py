@@ -2,8 +2,9 @@
 
 # With --import-mode=importlib, pytest names a test file such as ml_model/tests/unit/test_x.py
 # "ml_model.tests.unit.test_x" and imports each missing parent *by location*: the folders
-# ml_model/ and mlflow/ would be bound to those names as empty namespace packages, shadowing the
-# installed packages. Importing the real ones first keeps every test on the real code.
+# ml_model/, mlflow/ and fastapi/ would be bound to those names as empty namespace packages,
+# shadowing the installed packages. Importing the real ones first keeps every test on the real code.
+import fastapi  # noqa: F401
 import ml_model  # noqa: F401
 import mlflow  # noqa: F401
 

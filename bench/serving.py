@@ -1,0 +1,805 @@
+"""Serving latency and throughput: the prediction API vs ``mlflow models serve``, one model.
+
+    .venv/bin/python bench/serving.py [--duration 20] [--api-workers 1] [--mlflow-workers 2]
+                                      [--trees 300] [--rows 1000] [--train-rows 20000]
+                                      [--json results.json]
+
+One run trains a regression pipeline (``--trees`` trees of depth 6 on ``ml_model.synthetic``
+mixed data: 8 numeric and 4 categorical features, one-hot encoded) into a fresh embedded store
+and registers it. Then:
+
+- ``prediction-api`` (``--api-workers`` uvicorn workers, uvloop + httptools; one is its best
+  setting on two cores shared with the load generator: two spread the load evenly but gave
+  about the same throughput and a worse p99) starts first, with its tracking URI pointing at
+  an ``mlflow server`` that is not running yet; the server then
+  starts on that store, and the time from its first healthy answer to the API's ``/ready`` is
+  the readiness time. The API is measured on ``POST /predict`` (one record / a list).
+- ``mlflow models serve --env-manager local --workers N`` serves the same registered version
+  and is measured on ``POST /invocations`` with ``dataframe_split`` (its most compact input).
+
+Load comes from a separate process with its own event loop: closed-loop HTTP/1.1 keep-alive
+connections over raw sockets (one request in flight per connection), so the generator costs
+far less per request than either server. Per server:
+
+- one row at concurrency 1 (``--latency-seconds``): p50, p99, requests/s;
+- one row at concurrency 16 for ``--duration`` seconds: requests/s, p50, p99, failures, and how
+  the CPU time of the window spread over the server's processes (keep-alive connections stay
+  on the worker that accepted them, so 16 connections are needed to spread load at all);
+- ``--rows``-row batches at concurrency 1 (``--batch-seconds``, in 2-second slices alternating
+  with the in-process limit below, so machine noise hits both alike) and at concurrency 2.
+
+In-process limits (no HTTP, one thread): ``pipeline.predict`` on a DataFrame vs the API's
+compiled path (validated records → predictions; also with JSON parsing and writing), one row
+(median) and ``--rows`` rows (mean). Everything shares this machine's cores, the load
+generator included: compare ratios within one run, not absolute numbers across machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+MODEL = "bench-serving"
+SEED = 7
+BIN = Path(sys.executable).parent
+
+# --- load generator (runs in its own process: --child loadgen) ------------------------------
+
+
+@dataclass
+class LoadResult:
+    requests: int
+    errors: int
+    seconds: float
+    latencies: list[float]
+    statuses: dict[int, int]
+
+    def summary(self) -> dict[str, Any]:
+        ordered = sorted(self.latencies)
+
+        def pct(q: float) -> float:
+            if not ordered:
+                return float("nan")
+            return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+        return {
+            "requests": self.requests,
+            "errors": self.errors,
+            "seconds": self.seconds,
+            "rps": self.requests / self.seconds if self.seconds else 0.0,
+            "p50_ms": pct(0.50),
+            "p90_ms": pct(0.90),
+            "p99_ms": pct(0.99),
+            "max_ms": ordered[-1] * 1000 if ordered else float("nan"),
+            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+        }
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection sending ``request`` again as soon as each answer is in."""
+
+    def __init__(self, request: bytes, run: _Run) -> None:
+        self.request = request
+        self.run = run
+        self.buffer = b""
+        self.need = -1
+        self.status = 0
+        self.sent = 0.0
+        self.transport: Any = None
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._send()
+
+    def _send(self) -> None:
+        self.sent = time.perf_counter()
+        self.transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            if self.need < 0:
+                end = self.buffer.find(b"\r\n\r\n")
+                if end < 0:
+                    return
+                head = self.buffer[:end].lower()
+                self.status = int(head[9:12])
+                at = head.find(b"content-length:")
+                if at < 0:
+                    raise RuntimeError("response without Content-Length")
+                line_end = head.find(b"\r\n", at)
+                length = int(head[at + 15 : line_end if line_end >= 0 else len(head)])
+                self.need = end + 4 + length
+            if len(self.buffer) < self.need:
+                return
+            self.buffer = self.buffer[self.need :]
+            self.need = -1
+            if not self.run.record(time.perf_counter() - self.sent, self.status):
+                self.transport.close()
+                return
+            self._send()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+class _Run:
+    def __init__(self, deadline: float, max_requests: int | None) -> None:
+        self.deadline = deadline
+        self.max_requests = max_requests
+        self.latencies: list[float] = []
+        self.statuses: dict[int, int] = {}
+        self.errors = 0
+
+    def record(self, seconds: float, status: int) -> bool:
+        """Count one answer; False when the run is over."""
+        self.latencies.append(seconds)
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+        if status != 200:
+            self.errors += 1
+        if self.max_requests is not None and len(self.latencies) >= self.max_requests:
+            return False
+        return time.perf_counter() < self.deadline
+
+
+async def drive(
+    port: int,
+    request: bytes,
+    concurrency: int,
+    seconds: float,
+    max_requests: int | None = None,
+) -> LoadResult:
+    """Closed-loop load: ``concurrency`` connections, each with one request in flight."""
+    loop = asyncio.get_running_loop()
+    start = time.perf_counter()
+    run = _Run(start + seconds, max_requests)
+    connections = []
+    for _ in range(concurrency):
+        _, protocol = await loop.create_connection(
+            lambda: _Connection(request, run), "127.0.0.1", port
+        )
+        connections.append(protocol)
+    await asyncio.gather(*(c.closed for c in connections))
+    elapsed = time.perf_counter() - start
+    return LoadResult(len(run.latencies), run.errors, elapsed, run.latencies, run.statuses)
+
+
+def http_request(port: int, path: str, body: bytes) -> bytes:
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def child_loadgen(spec: dict[str, Any]) -> dict[str, Any]:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    body = Path(spec["body_file"]).read_bytes()
+    request = http_request(spec["port"], spec["path"], body)
+    if spec.get("warmup"):
+        asyncio.run(drive(spec["port"], request, spec["concurrency"], spec["warmup"]))
+    result = asyncio.run(
+        drive(
+            spec["port"],
+            request,
+            spec["concurrency"],
+            spec["seconds"],
+            spec.get("max_requests"),
+        )
+    )
+    return result.summary()
+
+
+# --- training, servers, in-process limits ---------------------------------------------------
+
+
+def child_train(work: Path, trees: int, rows: int) -> dict[str, Any]:
+    """Train and register the model in the embedded store under ``work``; write samples."""
+    import logging
+
+    import yaml
+    from ml_model.config import Task, load_config
+    from ml_model.synthetic import TARGET, make_dataset
+    from ml_model.train import train
+
+    logging.basicConfig(format="%(asctime)s %(message)s", datefmt="%H:%M:%S", level=logging.INFO)
+    for noisy in ("mlflow", "alembic", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    frame = make_dataset(rows, Task.REGRESSION, seed=SEED)
+    frame.to_parquet(work / "train.parquet")
+    raw = {
+        "data": {"source": str(work / "train.parquet"), "target": TARGET},
+        "task": "regression",
+        "model": {
+            "device": "cpu",
+            "params": {"n_estimators": trees, "max_depth": 6, "learning_rate": 0.1},
+        },
+        "training": {"seed": SEED, "cv_folds": None},
+        "mlflow": {"experiment": MODEL, "registered_model": MODEL},
+    }
+    config_path = work / "config.yaml"
+    config_path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    result = train(load_config(config_path), config_path)
+    # Request rows: fresh draws from the same generator (with its missing values).
+    sample = make_dataset(5000, Task.REGRESSION, seed=SEED + 1).drop(columns=[TARGET])
+    sample.to_parquet(work / "sample.parquet")
+    return {"version": result.version, "run_id": result.run_id}
+
+
+def _records(frame: Any) -> list[dict[str, Any]]:
+    clean = frame.astype(object).where(frame.notna(), None)
+    return [dict(zip(clean.columns, row, strict=True)) for row in clean.itertuples(index=False)]
+
+
+def write_bodies(work: Path, rows: int) -> dict[str, Path]:
+    """Request bodies: one row and ``rows`` rows, in our format and MLflow's."""
+    import pandas as pd
+
+    sample = pd.read_parquet(work / "sample.parquet")
+    one, batch = _records(sample.head(1)), _records(sample.head(rows))
+    columns = list(sample.columns)
+    bodies = {
+        "api_one": json.dumps(one[0]),
+        "api_batch": json.dumps(batch),
+        "mlflow_one": json.dumps(
+            {"dataframe_split": {"columns": columns, "data": [list(r.values()) for r in one]}}
+        ),
+        "mlflow_batch": json.dumps(
+            {"dataframe_split": {"columns": columns, "data": [list(r.values()) for r in batch]}}
+        ),
+    }
+    paths = {}
+    for name, text in bodies.items():
+        paths[name] = work / f"{name}.json"
+        paths[name].write_text(text)
+    return paths
+
+
+def _timed(fn: Callable[[], Any], seconds: float, min_runs: int = 5) -> list[float]:
+    fn()
+    times: list[float] = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(times) < min_runs:
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def child_inprocess(work: Path, version: str, rows: int, seconds: float) -> dict[str, Any]:
+    """pipeline.predict vs the compiled path, one thread, one row and ``rows`` rows: median
+    seconds per call for one row, mean seconds per call (as rows/s measures) for ``rows``."""
+    import numpy as np
+    import pandas as pd
+    from ml_model.model_io import load_pipeline
+    from ml_model.tracking import connect
+    from prediction_api.hot import PREDICT, answer
+    from prediction_api.manager import Target, load_target
+    from prediction_api.settings import ApiSettings
+
+    connect()
+    pipeline = load_pipeline(f"models:/{MODEL}/{version}")
+    model = load_target(
+        ApiSettings(model_name=MODEL, max_rows=max(rows, 10_000)), Target(version, "")
+    )
+
+    def compiled_path(records: list[dict[str, Any]]) -> Any:
+        return model.predict(model.validator.records(records, ("body",)))
+
+    sample = pd.read_parquet(work / "sample.parquet")
+    out: dict[str, Any] = {}
+    for n in (1, rows):
+        frame = sample.head(n)
+        records = _records(frame)
+        body = json.dumps(records if n > 1 else records[0]).encode()
+        average = statistics.median if n == 1 else statistics.mean
+        out[str(n)] = {
+            "pipeline_s": average(_timed(partial(pipeline.predict, frame), seconds)),
+            "ours_s": average(_timed(partial(compiled_path, records), seconds)),
+            "ours_json_s": average(_timed(partial(answer, model, PREDICT, body), seconds)),
+        }
+    check = sample.head(rows)
+    ours = np.asarray(compiled_path(_records(check)).values, dtype=np.float64)
+    expected = np.asarray(pipeline.predict(check), dtype=np.float64)
+    scale = np.maximum(np.abs(ours), np.abs(expected))
+    out["max_relative_difference"] = float(
+        np.max(np.where(scale > 0, np.abs(ours - expected) / scale, 0.0))
+    )
+    out["direct_booster_call"] = model.compiled.booster.direct
+    return out
+
+
+def child_limits(work: Path, version: str, rows: int) -> None:
+    """Serve in-process batch measurements on demand: each stdin line ``SECONDS`` answers one
+    JSON line with the mean seconds per ``rows``-row call of the compiled path, without and
+    with JSON parsing and writing (the HTTP batches run between these slices)."""
+
+    import pandas as pd
+    from ml_model.tracking import connect
+    from prediction_api.hot import PREDICT, answer
+    from prediction_api.manager import Target, load_target
+    from prediction_api.settings import ApiSettings
+
+    connect()
+    settings = ApiSettings(model_name=MODEL, max_rows=max(rows, 10_000))
+    model = load_target(settings, Target(version, ""))
+    records = _records(pd.read_parquet(work / "sample.parquet").head(rows))
+    body = json.dumps(records).encode()
+
+    def compiled_path() -> Any:
+        return model.predict(model.validator.records(records, ("body",)))
+
+    print("ready", flush=True)
+    for line in sys.stdin:
+        seconds = float(line)
+        result = {
+            "ours_s": _timed(compiled_path, seconds),
+            "ours_json_s": _timed(partial(answer, model, PREDICT, body), seconds),
+        }
+        print(json.dumps(result), flush=True)
+
+
+class Limits:
+    """The ``--child limits`` process: in-process measurements between HTTP slices."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, *args, "--child", "limits"],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        if self.process.stdout.readline().strip() != "ready":
+            raise SystemExit("bench: the in-process measurement process failed to start")
+
+    def measure(self, seconds: float) -> dict[str, list[float]]:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(f"{seconds}\n")
+        self.process.stdin.flush()
+        result: dict[str, list[float]] = json.loads(self.process.stdout.readline())
+        return result
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        self.process.wait(timeout=30)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float, log: Path) -> float:
+    """Seconds until ``url`` answers 200."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        if process.poll() is not None:
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+            raise SystemExit(f"bench: server for {url} exited with {process.returncode}:\n{tail}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return time.perf_counter() - start
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.05)
+    tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+    raise SystemExit(f"bench: {url} not ready after {timeout:.0f}s:\n{tail}")
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, stack = [], [pid]
+    while stack:
+        current = stack.pop()
+        found.append(current)
+        stack.extend(children.get(current, []))
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    ticks = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[pid] = (int(fields[11]) + int(fields[12])) / ticks
+    return out
+
+
+def run_child(args: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, __file__, *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"bench: child {args[:2]} failed with {done.returncode}")
+    result: dict[str, Any] = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    return result
+
+
+def load(port: int, path: str, body: Path, concurrency: int, seconds: float, **extra: Any) -> Any:
+    spec = {
+        "port": port,
+        "path": path,
+        "body_file": str(body),
+        "concurrency": concurrency,
+        "seconds": seconds,
+        **extra,
+    }
+    return run_child(["--child", "loadgen", "--spec", json.dumps(spec)])
+
+
+def measure_server(
+    name: str,
+    process: subprocess.Popen[bytes],
+    port: int,
+    path: str,
+    one: Path,
+    batch: Path,
+    args: argparse.Namespace,
+    limits: Limits | None = None,
+) -> dict[str, Any]:
+    """c=1 and c=16 single rows, then batches at c=1 in slices alternating with ``limits``
+    (the in-process batch limit)."""
+    print(f"bench: {name}: concurrency 1, one row, {args.latency_seconds:g}s", file=sys.stderr)
+    c1 = load(port, path, one, 1, args.latency_seconds, warmup=2.0)
+    print(f"bench: {name}: concurrency 16, one row, {args.duration:g}s", file=sys.stderr)
+    pids = descendants(process.pid)
+    before = cpu_seconds(pids)
+    c16 = load(port, path, one, 16, args.duration, warmup=2.0)
+    after = cpu_seconds(pids)
+    used = {pid: after.get(pid, 0.0) - before.get(pid, 0.0) for pid in pids}
+    total = sum(used.values()) or 1.0
+    busy = sorted((u for u in used.values() if u > 0.05 * total), reverse=True)
+    c16["cpu_share"] = [round(u / total, 2) for u in busy]
+    c16["cpu_seconds"] = round(total, 1)
+    measured: dict[str, Any] = {"c1": c1, "c16": c16}
+    print(f"bench: {name}: {args.rows}-row batches, {args.batch_seconds:g}s", file=sys.stderr)
+    rounds = max(1, round(args.batch_seconds / 2))
+    http: list[dict[str, Any]] = []
+    inprocess: dict[str, list[float]] = {"ours_s": [], "ours_json_s": []}
+    load(port, path, batch, 1, 1.0)  # warm-up
+    for _ in range(rounds):  # alternate slices, so machine noise hits both alike
+        http.append(load(port, path, batch, 1, args.batch_seconds / rounds))
+        if limits is not None:
+            for key, times in limits.measure(args.batch_seconds / rounds / 2).items():
+                inprocess[key] += times
+    requests = sum(h["requests"] for h in http)
+    seconds = sum(h["seconds"] for h in http)
+    measured["batch"] = {
+        "requests": requests,
+        "errors": sum(h["errors"] for h in http),
+        "rows_per_s": requests * args.rows / seconds,
+        "p50_ms": statistics.median(h["p50_ms"] for h in http),
+    }
+    print(f"bench: {name}: {args.rows}-row batches at c=2", file=sys.stderr)
+    pair = load(port, path, batch, 2, args.batch_seconds / 2)
+    measured["batch_c2"] = {**pair, "rows_per_s": pair["rps"] * args.rows}
+    if limits is not None:
+        measured["batch_limit"] = {
+            key: args.rows / statistics.mean(times) for key, times in inprocess.items()
+        }
+    return measured
+
+
+# --- report -------------------------------------------------------------------------------
+
+
+def _ratio(ours: float, theirs: float, higher_is_better: bool) -> str:
+    if not ours or not theirs:
+        return "n/a"
+    value = ours / theirs if higher_is_better else theirs / ours
+    return f"{value:.1f}x"
+
+
+def report(results: dict[str, Any], args: argparse.Namespace) -> str:
+    api, ml, inproc = results["api"], results["mlflow"], results["inprocess"]
+    lines = [
+        f"Model: {args.trees} trees, depth 6, 8 numeric + 4 categorical features (one-hot); "
+        f"our API: {args.api_workers} worker(s); mlflow models serve: "
+        f"{args.mlflow_workers} workers; {os.cpu_count()} CPUs shared with the load generator.",
+        "",
+        "| measure | mlflow models serve | our API | ratio (better = >1) |",
+        "|---|---:|---:|---:|",
+    ]
+
+    def row(label: str, theirs: float, ours: float, higher: bool, fmt: str = "{:.2f}") -> None:
+        lines.append(
+            f"| {label} | {fmt.format(theirs)} | {fmt.format(ours)} | "
+            f"{_ratio(ours, theirs, higher)} |"
+        )
+
+    row("c=1 one row: p50 latency (ms)", ml["c1"]["p50_ms"], api["c1"]["p50_ms"], False)
+    row("c=1 one row: p99 latency (ms)", ml["c1"]["p99_ms"], api["c1"]["p99_ms"], False)
+    row("c=1 one row: requests/s", ml["c1"]["rps"], api["c1"]["rps"], True, "{:.0f}")
+    row(
+        f"c=16 one row, {args.duration:g}s: requests/s",
+        ml["c16"]["rps"],
+        api["c16"]["rps"],
+        True,
+        "{:.0f}",
+    )
+    row("c=16 one row: p50 latency (ms)", ml["c16"]["p50_ms"], api["c16"]["p50_ms"], False)
+    row("c=16 one row: p99 latency (ms)", ml["c16"]["p99_ms"], api["c16"]["p99_ms"], False)
+    lines.append(f"| c=16: failed requests | {ml['c16']['errors']} | {api['c16']['errors']} | |")
+    lines.append(
+        f"| c=16: CPU share per busy process | {ml['c16']['cpu_share']} | "
+        f"{api['c16']['cpu_share']} | |"
+    )
+    row(
+        f"{args.rows}-row batches, c=1: rows/s",
+        ml["batch"]["rows_per_s"],
+        api["batch"]["rows_per_s"],
+        True,
+        "{:.0f}",
+    )
+    row(
+        f"{args.rows}-row batches, c=2: rows/s",
+        ml["batch_c2"]["rows_per_s"],
+        api["batch_c2"]["rows_per_s"],
+        True,
+        "{:.0f}",
+    )
+    row(
+        f"{args.rows}-row batch: p50 latency (ms)",
+        ml["batch"]["p50_ms"],
+        api["batch"]["p50_ms"],
+        False,
+    )
+    lines += [
+        "",
+        "| in process, one thread | pipeline.predict | our compiled path | ratio |",
+        "|---|---:|---:|---:|",
+    ]
+    one, many = inproc["1"], inproc[str(args.rows)]
+    lines.append(
+        f"| one row (ms) | {one['pipeline_s'] * 1e3:.3f} | {one['ours_s'] * 1e3:.3f} "
+        f"(with JSON in/out {one['ours_json_s'] * 1e3:.3f}) | "
+        f"{one['pipeline_s'] / one['ours_s']:.0f}x |"
+    )
+    lines.append(
+        f"| {args.rows} rows (rows/s) | {args.rows / many['pipeline_s']:.0f} | "
+        f"{args.rows / many['ours_s']:.0f} (with JSON in/out "
+        f"{args.rows / many['ours_json_s']:.0f}) | {many['pipeline_s'] / many['ours_s']:.1f}x |"
+    )
+    limit, limit_json = api["batch_limit"]["ours_s"], api["batch_limit"]["ours_json_s"]
+    checks = [
+        (
+            "c=16 throughput >= 20x mlflow models serve",
+            api["c16"]["rps"] >= 20 * ml["c16"]["rps"],
+            f"{api['c16']['rps'] / max(ml['c16']['rps'], 1e-9):.1f}x",
+        ),
+        ("c=16 p99 < 10 ms", api["c16"]["p99_ms"] < 10, f"{api['c16']['p99_ms']:.2f} ms"),
+        ("c=1 p50 < 1 ms", api["c1"]["p50_ms"] < 1, f"{api['c1']['p50_ms']:.3f} ms"),
+        (
+            "batch rows/s >= 80 % of the in-process compiled path (measured in between)",
+            api["batch"]["rows_per_s"] >= 0.8 * limit,
+            f"{100 * api['batch']['rows_per_s'] / limit:.0f} % of {limit:.0f} rows/s "
+            f"({100 * api['batch']['rows_per_s'] / limit_json:.0f} % of {limit_json:.0f} "
+            "rows/s with JSON parsing and writing in process)",
+        ),
+        (
+            "ready within 5 s once MLflow is reachable (its first healthy answer → /ready 200)",
+            api["ready_after_mlflow_s"] < 5,
+            f"{api['ready_after_mlflow_s']:.2f} s (process start → /health: "
+            f"{api['health_s']:.2f} s)",
+        ),
+        (
+            "compiled path = pipeline.predict (rel. diff ≤ 1e-6)",
+            inproc["max_relative_difference"] <= 1e-6,
+            f"{inproc['max_relative_difference']:.1e}",
+        ),
+    ]
+    lines += ["", "| target | met | measured |", "|---|---|---|"]
+    lines += [f"| {name} | {'yes' if ok else 'NO'} | {value} |" for name, ok, value in checks]
+    return "\n".join(lines)
+
+
+# --- driver -------------------------------------------------------------------------------
+
+
+def start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    handle = log.open("wb")
+    return subprocess.Popen(
+        argv, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    import signal
+
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds at concurrency 16")
+    parser.add_argument("--latency-seconds", type=float, default=10.0, help="seconds at c=1")
+    parser.add_argument("--batch-seconds", type=float, default=10.0, help="seconds of batches")
+    parser.add_argument("--rows", type=int, default=1000, help="rows per batch request")
+    parser.add_argument("--trees", type=int, default=300)
+    parser.add_argument("--train-rows", type=int, default=20_000)
+    parser.add_argument("--api-workers", type=int, default=1)
+    parser.add_argument("--mlflow-workers", type=int, default=2)
+    parser.add_argument("--inprocess-seconds", type=float, default=3.0)
+    parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument(
+        "--child", choices=["loadgen", "train", "inprocess", "limits"], help=argparse.SUPPRESS
+    )
+    parser.add_argument("--spec", help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--version", help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def run_api(
+    work: Path,
+    env: dict[str, str],
+    home: Path,
+    bodies: dict[str, Path],
+    args: Any,
+    limits: Limits,
+) -> dict[str, Any]:
+    """Start the API before MLflow (it must come up without it), then ``mlflow server`` on
+    the store the model was trained into; time readiness from MLflow's first healthy answer,
+    then measure the API with the tracking server still running."""
+    port, mlflow_port = free_port(), free_port()
+    api_env = {
+        **env,
+        "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{mlflow_port}",
+        "API_MODEL_NAME": MODEL,
+        "API_PORT": str(port),
+        "API_WORKERS": str(args.api_workers),
+        "API_MAX_ROWS": str(max(args.rows, 10_000)),
+    }
+    api_log, mlflow_log = work / "api.log", work / "mlflow-server.log"
+    api = start([str(BIN / "prediction-api")], api_env, api_log)
+    tracking = None
+    try:
+        started = wait_http(f"http://127.0.0.1:{port}/health", api, 120, api_log)
+        argv = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(mlflow_port)]
+        argv += ["--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}", "--workers", "1"]
+        argv += ["--artifacts-destination", str(home / "artifacts")]
+        server_env = {**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        tracking = start(argv, server_env, mlflow_log)
+        wait_http(f"http://127.0.0.1:{mlflow_port}/health", tracking, 300, mlflow_log)
+        ready = wait_http(f"http://127.0.0.1:{port}/ready", api, 120, api_log)
+        print(f"bench: API ready {ready:.2f}s after MLflow answered", file=sys.stderr)
+        measured = measure_server(
+            "our API", api, port, "/predict", bodies["api_one"], bodies["api_batch"], args, limits
+        )
+    finally:
+        stop(api)
+        if tracking is not None:
+            stop(tracking)
+    return {"health_s": started, "ready_after_mlflow_s": ready, **measured}
+
+
+def run_mlflow_serve(
+    work: Path, env: dict[str, str], version: str, bodies: dict[str, Path], args: Any
+) -> Any:
+    port = free_port()
+    argv = [str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{MODEL}/{version}"]
+    argv += ["--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)]
+    argv += ["--workers", str(args.mlflow_workers)]
+    log = work / "mlflow-serve.log"
+    server = start(argv, {**env, "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true"}, log)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/ping", server, 300, log)
+        return measure_server(
+            "mlflow models serve",
+            server,
+            port,
+            "/invocations",
+            bodies["mlflow_one"],
+            bodies["mlflow_batch"],
+            args,
+        )
+    finally:
+        stop(server)
+
+
+def benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
+        work = Path(tmp)
+        home = work / "store"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "API_"))}
+        # `mlflow models serve` execs `uvicorn` by name: the environment's own must come first.
+        path = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+        env.update(ML_MODEL_HOME=str(home), MLFLOW_DISABLE_TELEMETRY="true", PATH=path)
+        print(f"bench: training {args.trees} trees on {args.train_rows} rows", file=sys.stderr)
+        train_args = ["--trees", str(args.trees), "--train-rows", str(args.train_rows)]
+        trained = run_child(["--child", "train", "--work", str(work), *train_args], env)
+        version = trained["version"]
+        bodies = write_bodies(work, args.rows)
+        served_env = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}"}
+        results: dict[str, Any] = {"trained": trained}
+        print("bench: in-process limits", file=sys.stderr)
+        inprocess = ["--child", "inprocess", "--work", str(work), "--version", version]
+        inprocess += ["--rows", str(args.rows), "--inprocess-seconds", str(args.inprocess_seconds)]
+        results["inprocess"] = run_child(inprocess, served_env)
+        limits = Limits(
+            ["--work", str(work), "--version", version, "--rows", str(args.rows)], served_env
+        )
+        try:
+            results["api"] = run_api(work, env, home, bodies, args, limits)
+        finally:
+            limits.close()
+        results["mlflow"] = run_mlflow_serve(work, served_env, version, bodies, args)
+    return results
+
+
+def main() -> int:
+    args = parse_args()
+    if args.child == "loadgen":
+        print(json.dumps(child_loadgen(json.loads(args.spec))))
+        return 0
+    if args.child == "train":
+        print(json.dumps(child_train(args.work, args.trees, args.train_rows)))
+        return 0
+    if args.child == "limits":
+        child_limits(args.work, args.version, args.rows)
+        return 0
+    if args.child == "inprocess":
+        result = child_inprocess(args.work, args.version, args.rows, args.inprocess_seconds)
+        print(json.dumps(result))
+        return 0
+    results = benchmark(args)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    print(report(results, args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

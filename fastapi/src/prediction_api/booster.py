@@ -1,0 +1,117 @@
+"""XGBoost prediction at the cost of the trees alone.
+
+``Booster.inplace_predict`` rebuilds its JSON arguments and a helper class on every call and
+uses XGBoost's thread pool: on one row that overhead exceeds the trees themselves. The served
+booster is a one-thread copy (concurrency comes from requests), and ``BoosterCall`` calls
+XGBoost's C function ``XGBoosterPredictFromDense`` with arguments serialized once at load.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+from typing import Any
+
+import numpy as np
+
+
+class UnsupportedBoosterError(ValueError):
+    """An XGBoost model the compiled path does not reproduce."""
+
+
+def one_thread_booster(model: Any) -> tuple[Any, tuple[int, int], str]:
+    """A one-thread copy of the booster, the iteration range ``predict`` uses, the objective."""
+    if getattr(model, "booster", None) not in (None, "gbtree", "dart"):
+        raise UnsupportedBoosterError(f"XGBoost booster {model.booster!r} is not supported")
+    booster = model.get_booster().copy()
+    booster.set_param({"nthread": 1, "device": "cpu"})
+    try:  # XGBoost's own rule: early-stopped models predict with their best iteration
+        iteration_range = (0, int(booster.best_iteration) + 1)
+    except AttributeError:
+        iteration_range = (0, 0)
+    objective = json.loads(booster.save_config())["learner"]["objective"]["name"]
+    return booster, iteration_range, str(objective)
+
+
+class BoosterCall:
+    """``Booster.inplace_predict`` on a dense float64 matrix, with its per-call overhead paid
+    once: the prediction arguments are serialized at load and XGBoost's C function
+    ``XGBoosterPredictFromDense`` is called directly (the wrapper rebuilds JSON arguments and
+    a helper class on every call, which costs more than the trees on one row). Used only when
+    it agrees exactly with ``inplace_predict`` on a probe matrix at load; otherwise every call
+    goes through ``inplace_predict``. Thread-safe like ``inplace_predict``: XGBoost keeps the
+    output buffer per thread and it is copied before returning."""
+
+    def __init__(self, booster: Any, iteration_range: tuple[int, int], missing: float) -> None:
+        self.booster = booster  # keeps the handle alive
+        self.iteration_range = iteration_range
+        self.missing = missing
+        self._args = json.dumps(
+            {
+                "type": 0,
+                "training": False,
+                "iteration_begin": iteration_range[0],
+                "iteration_end": iteration_range[1],
+                "missing": missing,
+                "strict_shape": False,
+                "cache_id": 0,
+            }
+        ).encode()
+        self._lib = self._library()
+        if self._lib is not None:
+            probe = np.random.default_rng(0).normal(size=(3, booster.num_features()))
+            probe[0, :] = np.nan
+            try:
+                if not np.array_equal(self._direct(probe), self._wrapped(probe)):
+                    self._lib = None
+            except Exception:  # any problem with the direct call: use the wrapper
+                self._lib = None
+
+    @staticmethod
+    def _library() -> Any:
+        from xgboost import core
+
+        lib = getattr(core, "_LIB", None)
+        return lib if hasattr(lib, "XGBoosterPredictFromDense") else None
+
+    @property
+    def direct(self) -> bool:
+        return self._lib is not None
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        return self._direct(X) if self._lib is not None else self._wrapped(X)
+
+    def _wrapped(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(
+            self.booster.inplace_predict(
+                X,
+                iteration_range=self.iteration_range,
+                missing=self.missing,
+                validate_features=False,
+            )
+        )
+
+    def _direct(self, X: np.ndarray) -> np.ndarray:
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        rows, width = X.shape
+        interface = b'{"data": [%d, true], "shape": [%d, %d], "typestr": "<f8", "version": 3}' % (
+            X.ctypes.data,
+            rows,
+            width,
+        )
+        shape = ctypes.POINTER(ctypes.c_uint64)()
+        dims = ctypes.c_uint64()
+        out = ctypes.POINTER(ctypes.c_float)()
+        status = self._lib.XGBoosterPredictFromDense(
+            self.booster.handle,
+            interface,
+            self._args,
+            None,
+            ctypes.byref(shape),
+            ctypes.byref(dims),
+            ctypes.byref(out),
+        )
+        if status != 0:
+            raise RuntimeError(self._lib.XGBGetLastError().decode(errors="replace"))
+        out_shape = tuple(int(shape[i]) for i in range(dims.value))
+        return np.ctypeslib.as_array(out, shape=out_shape).copy()

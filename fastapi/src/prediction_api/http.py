@@ -1,0 +1,114 @@
+"""Request plumbing shared by the routes: bounded body reading, JSON parsing, API keys."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any
+
+import orjson
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive
+
+from prediction_api.errors import ApiError, problem
+
+Headers = list[tuple[bytes, bytes]]
+
+
+def header(headers: Headers, name: bytes) -> bytes | None:
+    """The first value of header ``name`` (lower case) in ASGI ``scope["headers"]``."""
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
+
+
+async def read_body(headers: Headers, receive: Receive, limit: int) -> bytes:
+    """The request body, refusing (413) anything over ``limit`` bytes without reading it all:
+    a declared Content-Length is checked first, a streamed body is counted as it arrives."""
+    declared = header(headers, b"content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise ApiError([problem(("header", "content-length"), "not a number")], 400) from None
+        if size > limit:
+            raise _too_large(limit)
+    chunks: list[bytes] = []
+    received = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
+        if chunk:
+            received += len(chunk)
+            if received > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError([problem(("body",), f"request body exceeds {limit} bytes", "too_large")], 413)
+
+
+def parse_json(body: bytes) -> Any:
+    """Parse with orjson; on failure retry with the standard library, which also reads the
+    ``NaN``/``Infinity`` tokens some encoders write, so the validator can name the field that
+    holds them. Anything else is a 400 naming where parsing stopped."""
+    if not body:
+        raise ApiError([problem(("body",), "empty body: send JSON", "json_invalid")], 400)
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        try:
+            return json.loads(body)
+        except (ValueError, RecursionError):
+            raise ApiError(
+                [problem(("body",), f"malformed JSON: {error}", "json_invalid")], 400
+            ) from None
+
+
+class ApiKeys:
+    """Checks ``Authorization: Bearer <key>`` or ``X-API-Key: <key>`` against the configured
+    keys in constant time (every key is compared, each with ``hmac.compare_digest``)."""
+
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        self._keys = tuple(key.encode() for key in keys)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._keys)
+
+    def check(self, headers: Headers) -> None:
+        if not self._keys:
+            return
+        given = _presented_key(headers)
+        if given is None:
+            raise _unauthorized("missing API key: send `Authorization: Bearer <key>`")
+        matched = False
+        for key in self._keys:
+            matched |= hmac.compare_digest(given, key)
+        if not matched:
+            raise _unauthorized("invalid API key")
+
+
+def _presented_key(headers: Headers) -> bytes | None:
+    authorization = header(headers, b"authorization")
+    if authorization is not None:
+        scheme, _, token = authorization.partition(b" ")
+        if scheme.lower() == b"bearer" and token.strip():
+            return token.strip()
+    key = header(headers, b"x-api-key")
+    return key.strip() if key and key.strip() else None
+
+
+def _unauthorized(message: str) -> ApiError:
+    return ApiError(
+        [problem(("header", "authorization"), message, "unauthorized")],
+        401,
+        headers={"WWW-Authenticate": "Bearer"},
+    )

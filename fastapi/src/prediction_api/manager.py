@@ -1,0 +1,313 @@
+"""Follow ``models:/NAME@ALIAS``: load the version the alias points to, swap it in atomically.
+
+A background thread asks the registry where the alias points, with backoff while nothing is
+served (MLflow unreachable, no version registered yet) and every poll interval afterwards.
+A new version is downloaded, loaded, compiled and smoke-tested off the request path; only a
+version that passes replaces the current one. A version that fails to load is *refused*: the
+old model keeps serving, the reason shows in ``/ready`` and the log, and the version is not
+retried by the poller (``POST /admin/reload`` retries it). Failures to reach MLflow or to
+download are transient and retried on the next poll.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from prediction_api.metrics import Metrics
+from prediction_api.model import LoadedModel, build_model, read_model_files
+from prediction_api.settings import ApiSettings
+
+logger = logging.getLogger("prediction_api")
+
+FIRST_RETRY_SECONDS = 0.5
+# While nothing is served, retries back off to at most this (or the poll interval, if
+# shorter), so a model that appears is served within seconds.
+MAX_RETRY_SECONDS = 2.0
+# MLflow's own default is 120 s per HTTP request: a hung tracking server would stall reloads.
+CLIENT_TIMEOUT_SECONDS = "30"
+
+
+class Outcome(StrEnum):
+    LOADED = "loaded"  # a new version is now served
+    UNCHANGED = "unchanged"  # the alias still points to the served (or a refused) version
+    REFUSED = "refused"  # the alias points to a version that cannot be served
+    UNAVAILABLE = "unavailable"  # the registry or the artifacts could not be reached
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the alias points: a registered version and its run."""
+
+    version: str
+    run_id: str
+
+
+class TransientError(Exception):
+    """The registry or artifact store failed; the same step may succeed later."""
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    outcome: Outcome
+    version: str | None
+    message: str
+
+
+@dataclass(frozen=True)
+class RegistryState:
+    """What the last registry check found; replaced as a whole, read without locks."""
+
+    checked_at: datetime | None = None
+    alias_version: str | None = None
+    error: str | None = None
+    refused: dict[str, str] = field(default_factory=dict)  # version → reason
+
+
+# --- talking to MLflow (imported lazily: `import mlflow` takes seconds) -----------------------
+
+
+def resolve_alias(settings: ApiSettings) -> Target:
+    """The version the alias points to; TransientError when MLflow cannot say."""
+    from ml_model.errors import UserError
+    from ml_model.tracking import connect
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    if settings.tracking_uri:
+        os.environ["MLFLOW_TRACKING_URI"] = settings.tracking_uri
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", CLIENT_TIMEOUT_SECONDS)
+    try:
+        connect()
+        version = MlflowClient().get_model_version_by_alias(
+            settings.model_name, settings.model_alias
+        )
+    except UserError as exc:
+        raise TransientError(str(exc)) from None
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+            raise TransientError(
+                f"no version of model '{settings.model_name}' has alias "
+                f"'{settings.model_alias}' yet (train and register one)"
+            ) from None
+        raise TransientError(f"registry lookup failed: {exc.message}") from None
+    return Target(version=str(version.version), run_id=str(version.run_id or ""))
+
+
+def load_target(settings: ApiSettings, target: Target) -> LoadedModel:
+    """Download, load, compile and smoke-test a version. TransientError when the files cannot
+    be fetched; any other exception means the version itself cannot be served."""
+    from ml_model.errors import UserError
+    from ml_model.model_io import download_model, load_pipeline_dir
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    uri = f"models:/{settings.model_name}/{target.version}"
+    started = time.perf_counter()
+    try:
+        metrics = MlflowClient().get_run(target.run_id).data.metrics if target.run_id else {}
+    except MlflowException as exc:
+        raise TransientError(f"cannot read run {target.run_id}: {exc.message}") from None
+    with tempfile.TemporaryDirectory(prefix="prediction-api-") as tmp:
+        try:
+            model_dir = download_model(uri, Path(tmp))
+        except (UserError, MlflowException, OSError) as exc:
+            raise TransientError(f"cannot download {uri}: {exc}") from None
+        fetched = time.perf_counter()
+        pipeline = load_pipeline_dir(model_dir)
+        files = read_model_files(model_dir)
+    unpacked = time.perf_counter()
+    model = build_model(
+        pipeline,
+        files,
+        name=settings.model_name,
+        version=target.version,
+        alias=settings.model_alias,
+        run_id=target.run_id,
+        metrics={k: float(v) for k, v in sorted(metrics.items())},
+        max_rows=settings.max_rows,
+    )
+    logger.info(
+        "%s: fetched in %.2fs, unpacked in %.2fs, compiled and smoke-tested in %.2fs",
+        uri,
+        fetched - started,
+        unpacked - fetched,
+        time.perf_counter() - unpacked,
+    )
+    return model
+
+
+def preload_libraries() -> None:
+    """Import what loading a model needs (MLflow, scikit-learn, XGBoost, skops: seconds of
+    imports) before the first registry check, so a model that appears later loads in well
+    under a second."""
+    import importlib
+
+    for module in ("mlflow.tracking", "ml_model.tracking", "ml_model.model_io"):
+        importlib.import_module(module)
+
+
+# --- the manager --------------------------------------------------------------------------
+
+
+class ModelManager:
+    """Holds the current model and keeps it in step with the registry alias."""
+
+    def __init__(
+        self,
+        settings: ApiSettings,
+        metrics: Metrics,
+        resolve: Callable[[ApiSettings], Target] = resolve_alias,
+        load: Callable[[ApiSettings, Target], LoadedModel] = load_target,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self._resolve = resolve
+        self._load = load
+        self.current: LoadedModel | None = None
+        self.state = RegistryState()
+        self._refresh_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # The one place the served model changes: a single reference assignment.
+    def install(self, model: LoadedModel) -> None:
+        self.current = model
+        self.metrics.model_loaded(
+            model.name, model.version, model.run_id, model.loaded_at.timestamp()
+        )
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="model-follower", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        try:
+            preload_libraries()
+        except Exception:  # reported by the first refresh, which imports them again
+            logger.exception("cannot import the model loading libraries")
+        delay = FIRST_RETRY_SECONDS
+        ceiling = min(MAX_RETRY_SECONDS, self.settings.poll_interval_seconds)
+        while not self._stop.is_set():
+            try:
+                self.refresh()
+            except Exception:  # the follower must survive anything and try again
+                logger.exception("unexpected error while following the registry")
+            if self.current is None:
+                wait, delay = min(delay, ceiling), min(delay * 2, ceiling)
+            else:
+                wait, delay = self.settings.poll_interval_seconds, FIRST_RETRY_SECONDS
+            self._stop.wait(wait)
+
+    def refresh(self, force: bool = False, timeout: float | None = None) -> RefreshResult:
+        """Check the alias once and load its version if it is new. ``force`` retries a
+        refused version. Blocks while another refresh runs (at most ``timeout`` seconds)."""
+        if not self._refresh_lock.acquire(timeout=-1 if timeout is None else timeout):
+            return RefreshResult(Outcome.UNAVAILABLE, None, "another reload is in progress")
+        try:
+            return self._refresh(force)
+        finally:
+            self._refresh_lock.release()
+
+    def _refresh(self, force: bool) -> RefreshResult:
+        now = datetime.now(UTC)
+        try:
+            target = self._resolve(self.settings)
+        except TransientError as exc:
+            return self._note_failure(now, None, str(exc))
+        current = self.current
+        if current is not None and current.version == target.version:
+            self.state = replace(
+                self.state, checked_at=now, alias_version=target.version, error=None
+            )
+            return RefreshResult(Outcome.UNCHANGED, target.version, "already serving it")
+        refused = self.state.refused.get(target.version)
+        if refused is not None and not force:
+            self.state = replace(self.state, checked_at=now, alias_version=target.version)
+            return RefreshResult(Outcome.REFUSED, target.version, refused)
+        started = time.perf_counter()
+        try:
+            model = self._load(self.settings, target)
+        except TransientError as exc:
+            self.metrics.model_loads.labels("failed").inc()
+            return self._note_failure(now, target.version, str(exc))
+        except Exception as exc:
+            return self._refuse(now, target.version, f"{type(exc).__name__}: {exc}")
+        self.install(model)
+        self.metrics.model_loads.labels("loaded").inc()
+        refused_now = {v: r for v, r in self.state.refused.items() if v != target.version}
+        self.state = RegistryState(now, target.version, None, refused_now)
+        logger.info(
+            "serving %s v%s (run %s), loaded in %.2fs%s",
+            model.name,
+            model.version,
+            model.run_id,
+            time.perf_counter() - started,
+            f", replacing v{current.version}" if current is not None else "",
+        )
+        return RefreshResult(Outcome.LOADED, target.version, f"now serving v{target.version}")
+
+    def _note_failure(self, now: datetime, version: str | None, message: str) -> RefreshResult:
+        self.state = replace(self.state, checked_at=now, alias_version=version, error=message)
+        serving = self.current
+        logger.warning(
+            "%s%s",
+            message,
+            f"; still serving v{serving.version}" if serving is not None else "; not ready",
+        )
+        return RefreshResult(Outcome.UNAVAILABLE, version, message)
+
+    def _refuse(self, now: datetime, version: str, reason: str) -> RefreshResult:
+        self.metrics.model_loads.labels("refused").inc()
+        refused = {**self.state.refused, version: reason}
+        message = f"version {version} refused: {reason}"
+        self.state = RegistryState(now, version, message, refused)
+        serving = self.current
+        logger.error(
+            "%s%s",
+            message,
+            f"; still serving v{serving.version}" if serving is not None else "",
+        )
+        return RefreshResult(Outcome.REFUSED, version, reason)
+
+    def readiness(self) -> dict[str, Any]:
+        """``GET /ready`` body (without the error detail added when not ready)."""
+        model, state = self.current, self.state
+        return {
+            "ready": model is not None,
+            "model": None
+            if model is None
+            else {
+                "name": model.name,
+                "version": model.version,
+                "run_id": model.run_id,
+                "loaded_at": model.loaded_at.isoformat(),
+            },
+            "registry": {
+                "model_uri": self.settings.model_uri,
+                "alias_version": state.alias_version,
+                "checked_at": state.checked_at.isoformat() if state.checked_at else None,
+                "error": state.error,
+            },
+            "refused": [
+                {"version": version, "reason": reason}
+                for version, reason in sorted(state.refused.items())
+            ],
+        }
+
+    def not_ready_reason(self) -> str:
+        return self.state.error or "loading the model (first registry check under way)"

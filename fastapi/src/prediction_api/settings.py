@@ -1,0 +1,141 @@
+"""Every setting of the prediction service, read once from the environment.
+
+Each field's ``validation_alias`` is the environment variable that sets it. ``MLFLOW_TRACKING_URI``
+is MLflow's own variable: ``ml_model.tracking`` resolves it (unset means the embedded store).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MIN_API_KEY_LENGTH = 16
+
+
+class SettingsError(Exception):
+    """Settings that cannot start the service; the message is one line naming the variable."""
+
+
+class ApiSettings(BaseSettings):
+    """Configuration of the prediction service, one field per environment variable."""
+
+    model_config = SettingsConfigDict(
+        case_sensitive=True,
+        env_ignore_empty=True,
+        extra="ignore",
+        frozen=True,
+        validate_by_name=True,
+    )
+
+    tracking_uri: str | None = Field(
+        default=None,
+        validation_alias="MLFLOW_TRACKING_URI",
+        description="MLflow tracking server (http://...) or store URI; unset means the "
+        "embedded SQLite store under $ML_MODEL_HOME (default ./.mlops).",
+    )
+    model_name: str = Field(
+        min_length=1,
+        validation_alias="API_MODEL_NAME",
+        description="Registered model to serve, e.g. penguins-body-mass.",
+    )
+    model_alias: str = Field(
+        default="champion",
+        min_length=1,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        validation_alias="API_MODEL_ALIAS",
+        description="Alias followed live: the version it points to is served.",
+    )
+    poll_interval_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=86400,
+        validation_alias="API_POLL_INTERVAL_SECONDS",
+        description="How often the registry is asked where the alias points.",
+    )
+    api_keys: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        repr=False,
+        validation_alias="API_KEYS",
+        description="Comma-separated API keys; when set, /predict, /invocations and /admin/* "
+        "need `Authorization: Bearer <key>` or `X-API-Key: <key>`. Empty: no auth.",
+    )
+    max_rows: int = Field(
+        default=10_000,
+        ge=1,
+        le=10_000_000,
+        validation_alias="API_MAX_ROWS",
+        description="Most rows one request may carry.",
+    )
+    max_body_bytes: int = Field(
+        default=10 * 1024 * 1024,
+        ge=1024,
+        validation_alias="API_MAX_BODY_BYTES",
+        description="Largest request body accepted, in bytes.",
+    )
+    host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        validation_alias="API_HOST",
+        description="Interface the server binds to.",
+    )
+    port: int = Field(
+        default=8000, ge=1, le=65535, validation_alias="API_PORT", description="Port to listen on."
+    )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        validation_alias="API_WORKERS",
+        description="Uvicorn worker processes; each loads its own copy of the model.",
+    )
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(key.strip() for key in value.split(",") if key.strip())
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _strong_keys(cls, keys: tuple[str, ...]) -> tuple[str, ...]:
+        for key in keys:
+            if len(key) < MIN_API_KEY_LENGTH or any(c.isspace() for c in key):
+                raise ValueError(
+                    f"each key needs at least {MIN_API_KEY_LENGTH} characters and no spaces "
+                    "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+                )
+        return keys
+
+    @property
+    def model_uri(self) -> str:
+        return f"models:/{self.model_name}@{self.model_alias}"
+
+
+_SECRET_FIELDS = {"API_KEYS"}
+
+
+def load_settings(**overrides: object) -> ApiSettings:
+    """Read the settings from the environment (``overrides`` win, by field name); raise
+    SettingsError with a one-line message naming each offending variable."""
+    try:
+        return ApiSettings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise SettingsError(describe(error)) from None
+
+
+def describe(error: ValidationError) -> str:
+    """``invalid settings: API_PORT: Input should be ... (got '0')`` for each problem."""
+    problems = []
+    for item in error.errors():
+        name = ".".join(str(part) for part in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "missing":
+            problems.append(f"{name} must be set")
+        elif name in _SECRET_FIELDS or not name:
+            problems.append(f"{name}: {message}" if name else message)
+        else:
+            problems.append(f"{name}: {message} (got {item['input']!r})")
+    return "invalid settings: " + "; ".join(problems)

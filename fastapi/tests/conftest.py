@@ -1,0 +1,198 @@
+"""Fixtures of the prediction service's tests: fitted pipelines of every kind, models loaded from
+them as the service loads them, and the app in-process over a registry stand-in."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from ml_model.config import FeaturesConfig, ModelConfig, Task
+from ml_model.fitting import fit_pipeline
+from ml_model.pipeline import build_pipeline
+from ml_model.run_logging import input_example, model_signature
+from ml_model.synthetic import TARGET, make_dataset
+from prediction_api.app import create_app
+from prediction_api.manager import ModelManager, Target, TransientError
+from prediction_api.metrics import Metrics
+from prediction_api.model import LoadedModel, ModelFiles, build_model
+from prediction_api.settings import ApiSettings
+from sklearn.pipeline import Pipeline
+
+
+@dataclass(frozen=True)
+class Fitted:
+    pipeline: Pipeline
+    X: pd.DataFrame
+    y: pd.Series
+    task: Task
+
+
+Fit = Callable[..., Fitted]
+
+
+@pytest.fixture(scope="session")
+def fit() -> Fit:
+    """``fit(task, **options)``: a fitted ml_model pipeline on synthetic mixed data (cached).
+
+    Options: scaling, numeric_imputation, categorical_imputation (FeaturesConfig), trees,
+    early_stopping (rounds), rows, numeric, categorical, empty_columns (columns made entirely
+    missing in training: ``num_0`` and the last categorical one), none_categories (None among
+    the training values of ``cat_0``)."""
+    cache: dict[tuple[Any, ...], Fitted] = {}
+
+    def make(task: Task = Task.REGRESSION, **options: Any) -> Fitted:
+        key = (task, *sorted(options.items()))
+        if key in cache:
+            return cache[key]
+        rows = options.get("rows", 800)
+        categorical = options.get("categorical", 3)
+        frame = make_dataset(
+            rows, task, seed=3, numeric=options.get("numeric", 4), categorical=categorical
+        )
+        forced: list[str] = []
+        if options.get("none_categories"):  # None (not NaN) in training, as SQL sources give
+            column = frame["cat_0"].astype(object)
+            column[column.index % 7 == 0] = None
+            frame["cat_0"] = column
+        if options.get("empty_columns"):
+            frame["num_0"] = np.nan
+            last = f"cat_{categorical - 1}"
+            frame[last] = pd.Series([np.nan] * rows, dtype=object)
+            forced = [last]
+        features = FeaturesConfig(
+            **{
+                k: options[k]
+                for k in ("scaling", "numeric_imputation", "categorical_imputation")
+                if k in options
+            }
+        )
+        model = ModelConfig(
+            params={"n_estimators": options.get("trees", 30), "max_depth": 4},
+            early_stopping_rounds=options.get("early_stopping"),
+        )
+        pipeline = build_pipeline(task, features, model, 0, [], [], forced)
+        X, y = frame.drop(columns=[TARGET]), frame[TARGET]
+        validation = None
+        if model.early_stopping_rounds is not None:
+            cut = int(rows * 0.8)
+            validation = (X.iloc[cut:], y.iloc[cut:])
+            X, y = X.iloc[:cut], y.iloc[:cut]
+        fit_pipeline(pipeline, X, y, validation)
+        cache[key] = Fitted(pipeline, X, y, task)
+        return cache[key]
+
+    return make
+
+
+def model_files(fitted: Fitted) -> ModelFiles:
+    """Signature and input example exactly as the trainer logs them."""
+    schema = fitted.pipeline.named_steps["preprocess"].schema_
+    signature = model_signature(schema, fitted.y, fitted.task).to_dict()
+    example = input_example(fitted.X, schema)
+    records = json.loads(example.to_json(orient="records"))
+    return ModelFiles(
+        signature={key: json.loads(signature[key]) for key in ("inputs", "outputs")},
+        input_example=records,
+    )
+
+
+@pytest.fixture(scope="session")
+def files() -> Callable[[Fitted], ModelFiles]:
+    """``files(fitted)``: the signature and input example the trainer would log."""
+    return model_files
+
+
+Load = Callable[..., LoadedModel]
+
+
+@pytest.fixture(scope="session")
+def load() -> Load:
+    """``load(fitted, version="1", max_rows=10000)``: the LoadedModel the service would build."""
+
+    def make(fitted: Fitted, version: str = "1", max_rows: int = 10_000) -> LoadedModel:
+        return build_model(
+            fitted.pipeline,
+            model_files(fitted),
+            name="test-model",
+            version=version,
+            alias="champion",
+            run_id=f"run-{version}",
+            metrics={"test_score": 0.5},
+            max_rows=max_rows,
+        )
+
+    return make
+
+
+@dataclass
+class FakeRegistry:
+    """Stands in for MLflow: the alias points at ``alias`` (None: nothing registered); each
+    version loads to a model, or raises the exception stored for it."""
+
+    versions: dict[str, LoadedModel | Exception] = field(default_factory=dict)
+    alias: str | None = None
+    down: bool = False
+    loads: int = 0
+
+    def resolve(self, settings: ApiSettings) -> Target:
+        if self.down:
+            raise TransientError("MLflow tracking server at http://mlflow is unreachable")
+        if self.alias is None:
+            raise TransientError("no version of model 'test-model' has alias 'champion' yet")
+        return Target(self.alias, f"run-{self.alias}")
+
+    def load(self, settings: ApiSettings, target: Target) -> LoadedModel:
+        self.loads += 1
+        found = self.versions[target.version]
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+
+@pytest.fixture
+def registry() -> FakeRegistry:
+    return FakeRegistry()
+
+
+Api = Callable[..., Any]
+
+
+@pytest.fixture
+def api(registry: FakeRegistry) -> Iterator[Api]:
+    """``with api(**settings) as client``: the app in-process over ``registry``, its follower
+    polling every 50 ms; waits until a model is served when the alias points somewhere."""
+
+    @contextmanager
+    def start(**overrides: Any) -> Iterator[TestClient]:
+        settings = ApiSettings(
+            **{"model_name": "test-model", "poll_interval_seconds": 0.05, **overrides}
+        )
+        manager = ModelManager(settings, Metrics(), registry.resolve, registry.load)
+        with TestClient(create_app(settings, manager), raise_server_exceptions=False) as client:
+            if registry.alias is not None and not registry.down:
+                wait_for(lambda: manager.current is not None, "a model to load")
+            yield client
+
+    yield start
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+@pytest.fixture(scope="session")
+def wait() -> Callable[..., None]:
+    """``wait(condition, what, timeout=10)``: poll until ``condition()`` holds."""
+    return wait_for

@@ -1,0 +1,137 @@
+"""The running service against its own OpenAPI document (Schemathesis: schema-valid and
+schema-violating requests to every operation, no 5xx, answers as documented) and against the
+request and answer shapes MLflow clients use for ``mlflow models serve``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from ml_model.model_io import load_pipeline
+from schemathesis import GenerationMode
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from tests.support.mlflow_server import MlflowServer
+
+from .conftest import Api, StartApi, Trainer
+
+MODEL = "api-contract"
+KEY = "integration-test-key-0123456789"
+# Examples per operation and generation mode: enough to hit every schema branch, small enough
+# for the module to stay well under a minute on two cores.
+EXAMPLES = 40
+
+
+@pytest.fixture(scope="module")
+def classifier_api(
+    start_api_module: StartApi, train_module: Trainer, mlflow_server: MlflowServer
+) -> Iterator[Api]:
+    train_module("classification.yaml", MODEL)
+    with start_api_module(MODEL, mlflow_server.url, max_rows="50") as api:
+        api.wait_ready()
+        yield api
+
+
+def test_openapi_fuzzing_finds_no_server_error(classifier_api: Api) -> None:
+    schema = schemathesis.openapi.from_url(f"{classifier_api.url}/openapi.json")
+    checks = [
+        not_a_server_error,
+        status_code_conformance,
+        content_type_conformance,
+        response_schema_conformance,
+    ]
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {f"{op.method.upper()} {op.path}" for op in operations} >= {
+        "POST /predict",
+        "POST /invocations",
+        "POST /admin/reload",
+        "GET /ready",
+        "GET /model",
+    }
+    calls = 0
+    for operation in operations:
+        # schema-violating data exists only for operations that take a body
+        has_body = any(True for _ in operation.body)
+        modes = [GenerationMode.POSITIVE, *([GenerationMode.NEGATIVE] if has_body else [])]
+        for mode in modes:
+
+            @settings(
+                max_examples=EXAMPLES,
+                deadline=None,
+                database=None,
+                derandomize=True,
+                suppress_health_check=list(HealthCheck),
+            )
+            @given(case=operation.as_strategy(generation_mode=mode))
+            def exercise(case: Any) -> None:
+                nonlocal calls
+                calls += 1
+                case.call_and_validate(base_url=classifier_api.url, checks=checks)
+
+            exercise()
+    assert calls > 100
+
+
+def test_valid_bodies_from_the_schema_are_predicted(classifier_api: Api) -> None:
+    """Positive examples of /predict must be answered 200 with one label per row."""
+    schema = schemathesis.openapi.from_url(f"{classifier_api.url}/openapi.json")
+    predict = next(op.ok() for op in schema.get_all_operations() if op.ok().path == "/predict")
+
+    @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True)
+    @given(case=predict.as_strategy(generation_mode=GenerationMode.POSITIVE))
+    def exercise(case: Any) -> None:
+        response = case.call(base_url=classifier_api.url)
+        assert response.status_code == 200, response.text
+        rows = len(case.body) if isinstance(case.body, list) else 1
+        assert len(response.json()["predictions"]) == rows
+
+    exercise()
+
+
+def test_mlflow_clients_work_unchanged(classifier_api: Api) -> None:
+    """``/invocations`` takes the body MLflow's docs build from pandas and answers like
+    ``mlflow models serve``."""
+    frame = pd.DataFrame(classifier_api.get("/model").json()["input_example"])
+    frame.loc[0, "island"] = None
+    frame.loc[1, "bill_length_mm"] = np.nan
+    expected = load_pipeline(f"models:/{MODEL}/1").predict(frame.fillna(np.nan)).tolist()
+    for orient, key in (("split", "dataframe_split"), ("records", "dataframe_records")):
+        body = {key: json.loads(frame.to_json(orient=orient, index=False))}
+        answer = classifier_api.post("/invocations", json=body)
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"predictions": expected}
+
+
+def test_api_keys(
+    classifier_api: Api, start_api_module: StartApi, mlflow_server: MlflowServer
+) -> None:
+    """The same model behind keys: predictions and admin need one, probes do not."""
+    record = classifier_api.get("/model").json()["input_example"][0]
+    assert classifier_api.post("/predict", json=record).status_code == 200  # no keys: open
+    with start_api_module(MODEL, mlflow_server.url, keys=f"{KEY},another-key-0123456789") as api:
+        api.wait_ready()
+        refused = api.post("/predict", json=record)
+        assert refused.status_code == 401
+        assert refused.json()["detail"][0]["msg"].startswith("missing API key")
+        wrong = {"Authorization": "Bearer wrong"}
+        assert api.post("/predict", json=record, headers=wrong).status_code == 401
+        assert api.post("/admin/reload").status_code == 401
+        bearer = {"Authorization": f"Bearer {KEY}"}
+        assert api.post("/predict", json=record, headers=bearer).status_code == 200
+        assert api.post("/predict", json=record, headers={"X-API-Key": KEY}).status_code == 200
+        records = {"dataframe_records": [record]}
+        assert api.post("/invocations", json=records, headers=bearer).status_code == 200
+        assert api.post("/admin/reload", headers=bearer).json()["outcome"] == "unchanged"
+        for path in ("/health", "/ready", "/metrics"):
+            assert api.get(path).status_code == 200

@@ -1,0 +1,276 @@
+"""The HTTP contract, in process: routes, error bodies, limits, auth, metrics, OpenAPI, reloads."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from ml_model.config import Task
+from prediction_api.hot import Coalescer
+from prediction_api.model import SmokeTestError
+
+KEY = "k" * 24
+OTHER_KEY = "o" * 24
+
+
+@pytest.fixture
+def regression(fit: Any, load: Any) -> Any:
+    return load(fit(Task.REGRESSION))
+
+
+@pytest.fixture
+def served(registry: Any, regression: Any) -> Any:
+    registry.versions["1"] = regression
+    registry.alias = "1"
+    return regression
+
+
+def assert_error_body(response: Any, status: int) -> list[dict[str, Any]]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    detail = response.json()["detail"]
+    assert isinstance(detail, list) and detail
+    for item in detail:
+        assert set(item) >= {"loc", "row", "field", "msg", "type"}
+    return list(detail)
+
+
+def test_predict_one_record_and_a_batch(api: Any, served: Any) -> None:
+    example = served.input_example
+    with api() as client:
+        one = client.post("/predict", json=example[0]).json()
+        many = client.post("/predict", json=example).json()
+    expected = served.predict(served.validator.records(example, ("body",))).values
+    assert one["model"] == "test-model" and one["version"] == "1" and one["run_id"] == "run-1"
+    assert one["predictions"] == pytest.approx([float(expected[0])], rel=1e-6)
+    assert many["predictions"] == pytest.approx([float(v) for v in expected], rel=1e-6)
+    assert "probabilities" not in one
+
+
+@pytest.mark.parametrize("task", [Task.BINARY, Task.MULTICLASS])
+def test_classifiers_answer_labels_and_probabilities(
+    api: Any, registry: Any, fit: Any, load: Any, task: Task
+) -> None:
+    model = load(fit(task))
+    registry.versions["1"], registry.alias = model, "1"
+    with api() as client:
+        answer = client.post("/predict", json=model.input_example).json()
+    assert answer["classes"] == list(model.compiled.classes)
+    assert all(label in answer["classes"] for label in answer["predictions"])
+    proba = np.asarray(answer["probabilities"])
+    assert proba.shape == (len(model.input_example), len(answer["classes"]))
+    np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-5)
+    best = [answer["classes"][i] for i in proba.argmax(axis=1)]
+    assert best == answer["predictions"]
+    expected = model.predict(model.validator.records(model.input_example, ("body",)))
+    assert answer["predictions"] == expected.values
+    np.testing.assert_allclose(proba, expected.probabilities, rtol=1e-6)
+
+
+def test_big_batches_are_predicted_off_the_event_loop(api: Any, served: Any) -> None:
+    import json
+
+    from prediction_api.hot import INLINE_BODY_BYTES
+
+    records = served.input_example * 200
+    body = json.dumps(records).encode()
+    assert len(body) > INLINE_BODY_BYTES
+    with api() as client:
+        answer = client.post("/predict", content=body).json()
+    expected = served.predict(served.validator.records(records, ("body",))).values
+    np.testing.assert_allclose(answer["predictions"], expected, rtol=1e-6)
+
+
+def test_invocations_speaks_mlflow_formats(api: Any, served: Any) -> None:
+    example = served.input_example
+    columns = list(example[0])
+    split = {"columns": columns, "data": [[r[c] for c in columns] for r in example]}
+    with api() as client:
+        ours = client.post("/predict", json=example).json()["predictions"]
+        by_split = client.post("/invocations", json={"dataframe_split": split})
+        by_records = client.post("/invocations", json={"dataframe_records": example})
+    assert by_split.json() == {"predictions": ours}
+    assert by_records.json() == {"predictions": ours}
+
+
+def test_not_ready_until_a_model_appears_then_serves_without_restart(
+    api: Any, registry: Any, regression: Any, wait: Any
+) -> None:
+    with api() as client:
+        assert client.get("/health").json() == {"status": "ok"}
+        not_ready = client.get("/ready")
+        detail = assert_error_body(not_ready, 503)
+        assert "no version" in detail[0]["msg"]
+        assert not_ready.json()["ready"] is False
+        assert_error_body(client.post("/predict", json={}), 503)
+        assert_error_body(client.get("/model"), 503)
+        registry.versions["1"], registry.alias = regression, "1"
+        wait(lambda: client.get("/ready").status_code == 200, "ready")
+        assert client.post("/predict", json=regression.input_example[0]).status_code == 200
+
+
+def test_model_describes_what_is_served(api: Any, served: Any) -> None:
+    with api() as client:
+        body = client.get("/model").json()
+    assert body["version"] == "1" and body["alias"] == "champion" and body["task"] == "regression"
+    assert body["metrics"] == {"test_score": 0.5}
+    assert [f["name"] for f in body["features"]] == [f.name for f in served.features]
+    assert body["signature"]["inputs"][0]["type"] == "double"
+    assert body["input_example"] == served.input_example
+    assert body["loaded_at"]
+
+
+def test_client_errors_are_4xx_with_the_standard_body(api: Any, served: Any) -> None:
+    record = served.input_example[0]
+    name = served.features[0].name
+    with api() as client:
+        assert_error_body(client.post("/predict", content=b"{not json"), 400)
+        assert_error_body(client.post("/predict", content=b""), 400)
+        bad = assert_error_body(client.post("/predict", json=[record, {**record, name: "x"}]), 422)
+        assert (bad[0]["row"], bad[0]["field"]) == (1, name)
+        assert_error_body(client.post("/predict", json=[]), 422)
+        assert_error_body(client.post("/invocations", json={"inputs": [1]}), 422)
+        assert client.get("/nowhere").status_code == 404
+        assert client.get("/predict").status_code == 405
+
+
+def test_body_limits(api: Any, registry: Any, fit: Any, load: Any) -> None:
+    # The loader builds each model's validator with API_MAX_ROWS; the stand-in does it here.
+    registry.versions["1"], registry.alias = load(fit(Task.REGRESSION), max_rows=3), "1"
+    record = registry.versions["1"].input_example[0]
+
+    def chunks() -> Iterator[bytes]:
+        yield b"["
+        for _ in range(200):
+            yield b'{"a": 1},'
+        yield b"{}]"
+
+    with api(max_body_bytes=1024, max_rows=3) as client:
+        declared = client.post("/predict", content=b"[" + b" " * 2000 + b"]")
+        assert_error_body(declared, 413)
+        streamed = client.post("/predict", content=chunks())  # chunked: no Content-Length
+        assert_error_body(streamed, 413)
+        rows = assert_error_body(client.post("/predict", json=[record] * 4), 422)
+        assert "limit of 3" in rows[0]["msg"]
+        assert client.post("/predict", json=[record] * 3).status_code == 200
+
+
+def test_auth_on(api: Any, served: Any) -> None:
+    record = served.input_example[0]
+    with api(api_keys=(KEY, OTHER_KEY)) as client:
+        missing = client.post("/predict", json=record)
+        assert_error_body(missing, 401)
+        assert missing.headers["www-authenticate"] == "Bearer"
+        wrong = client.post("/predict", json=record, headers={"Authorization": "Bearer nope"})
+        assert_error_body(wrong, 401)
+        for headers in (
+            {"Authorization": f"Bearer {KEY}"},
+            {"authorization": f"bearer {OTHER_KEY}"},
+            {"X-API-Key": KEY},
+        ):
+            assert client.post("/predict", json=record, headers=headers).status_code == 200
+        assert_error_body(client.post("/invocations", json={"dataframe_records": [record]}), 401)
+        assert_error_body(client.post("/admin/reload"), 401)
+        assert client.post("/admin/reload", headers={"X-API-Key": KEY}).status_code == 200
+        for path in ("/health", "/ready", "/metrics"):
+            assert client.get(path).status_code == 200
+        security = client.get("/openapi.json").json()["components"]["securitySchemes"]
+        assert set(security) == {"bearer", "apiKey"}
+
+
+def test_auth_off(api: Any, served: Any) -> None:
+    with api() as client:
+        assert client.post("/predict", json=served.input_example[0]).status_code == 200
+        assert "securitySchemes" not in client.get("/openapi.json").json()["components"]
+
+
+def test_metrics(api: Any, served: Any) -> None:
+    with api() as client:
+        client.post("/predict", json=served.input_example)
+        client.post("/predict", content=b"nope")
+        text = client.get("/metrics").text
+    rows = len(served.input_example)
+    assert f'prediction_api_rows_predicted_total{{route="/predict"}} {rows}.0' in text
+    assert 'prediction_api_requests_total{method="POST",route="/predict",status="200"} 1.0' in text
+    assert 'prediction_api_errors_total{route="/predict",status="400"} 1.0' in text
+    assert 'prediction_api_request_duration_seconds_bucket{le="0.01",route="/predict"}' in text
+    assert "prediction_api_model_version 1.0" in text
+    assert 'prediction_api_model_info{name="test-model",run_id="run-1",version="1"} 1.0' in text
+
+
+def test_openapi_follows_the_model(
+    api: Any, registry: Any, served: Any, fit: Any, load: Any, wait: Any
+) -> None:
+    with api() as client:
+        spec = client.get("/openapi.json").json()
+        record = spec["components"]["schemas"]["Record"]
+        assert record["required"] == [f.name for f in served.features]
+        assert record["additionalProperties"] is False
+        assert record["examples"] == [served.input_example[0]]
+        first = served.features[0].name
+        assert record["properties"][first]["anyOf"] == [{"type": "number"}, {"type": "null"}]
+        body = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
+        assert body["schema"]["anyOf"][1]["maxItems"] == 10_000
+        other = load(fit(Task.BINARY, numeric=2, categorical=1), version="2")
+        registry.versions["2"], registry.alias = other, "2"
+        wait(lambda: client.get("/model").json()["version"] == "2", "the swap")
+        swapped = client.get("/openapi.json").json()["components"]["schemas"]["Record"]
+        assert swapped["required"] == [f.name for f in other.features]
+
+
+def test_a_broken_version_is_refused_and_the_old_one_keeps_serving(
+    api: Any, registry: Any, served: Any, wait: Any
+) -> None:
+    registry.versions["2"] = SmokeTestError("compiled predictions differ from pipeline.predict")
+    with api() as client:
+        registry.alias = "2"
+        wait(lambda: client.get("/ready").json()["refused"], "the refusal")
+        ready = client.get("/ready")
+        assert ready.status_code == 200
+        assert ready.json()["model"]["version"] == "1"
+        assert ready.json()["refused"][0]["version"] == "2"
+        assert "differ" in ready.json()["registry"]["error"]
+        loads = registry.loads
+        answer = client.post("/predict", json=served.input_example[0]).json()
+        assert answer["version"] == "1"
+        assert registry.loads == loads  # the poller does not retry a refused version
+        retried = client.post("/admin/reload")
+        assert retried.status_code == 409
+        assert retried.json()["outcome"] == "refused" and retried.json()["serving"] == "1"
+        assert registry.loads == loads + 1
+
+
+def test_admin_reload_outcomes(api: Any, registry: Any, served: Any, load: Any, fit: Any) -> None:
+    with api(poll_interval_seconds=3600) as client:
+        unchanged = client.post("/admin/reload").json()
+        assert unchanged["outcome"] == "unchanged" and unchanged["serving"] == "1"
+        registry.versions["2"], registry.alias = load(fit(Task.REGRESSION), version="2"), "2"
+        loaded = client.post("/admin/reload").json()
+        assert loaded["outcome"] == "loaded" and loaded["serving"] == "2"
+        registry.down = True
+        down = client.post("/admin/reload")
+        assert_error_body(down, 503)
+        assert down.json()["serving"] == "2"
+        assert client.get("/ready").status_code == 200  # still serving while MLflow is down
+
+
+def test_coalesced_requests_each_use_their_own_model(fit: Any, load: Any) -> None:
+    first = load(fit(Task.REGRESSION))
+    second = load(fit(Task.REGRESSION, scaling="normalize"), version="2")
+    records = first.input_example
+
+    async def both() -> list[np.ndarray]:
+        coalescer = Coalescer()
+        jobs = [
+            coalescer.predict(model.compiled, model.validator.records(records, ("body",)))
+            for model in (first, second, first)
+        ]
+        return list(await asyncio.gather(*jobs))
+
+    got = asyncio.run(both())
+    for model, raw in zip((first, second, first), got, strict=True):
+        alone = model.predict(model.validator.records(records, ("body",))).values
+        np.testing.assert_array_equal(raw, alone)

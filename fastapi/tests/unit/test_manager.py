@@ -1,0 +1,107 @@
+"""Following the alias: backoff while nothing is served, transient vs refused failures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from ml_model.config import Task
+from prediction_api.manager import MAX_RETRY_SECONDS, ModelManager, Outcome
+from prediction_api.metrics import Metrics
+from prediction_api.settings import ApiSettings
+
+
+class RecordingStop:
+    """Stands in for the follower's stop event: records each wait, stops after ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        self.waits: list[float] = []
+        self.limit = limit
+
+    def is_set(self) -> bool:
+        return len(self.waits) >= self.limit
+
+    def wait(self, seconds: float) -> bool:
+        self.waits.append(seconds)
+        return self.is_set()
+
+    def set(self) -> None:
+        self.limit = 0
+
+
+def manager(registry: Any, **settings: Any) -> ModelManager:
+    values = {"model_name": "test-model", "poll_interval_seconds": 10, **settings}
+    return ModelManager(ApiSettings(**values), Metrics(), registry.resolve, registry.load)
+
+
+def test_retries_back_off_while_nothing_is_served_then_poll(
+    registry: Any, fit: Any, load: Any
+) -> None:
+    follower = manager(registry)
+    stop = RecordingStop(limit=6)
+    follower._stop = stop  # type: ignore[assignment]
+    model = load(fit(Task.REGRESSION))
+    calls = 0
+    real_resolve = registry.resolve
+
+    def resolve(settings: ApiSettings) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 5:  # a model appears
+            registry.versions["1"], registry.alias = model, "1"
+        return real_resolve(settings)
+
+    follower._resolve = resolve
+    follower._run()
+    assert stop.waits == [0.5, 1.0, 2.0, MAX_RETRY_SECONDS, 10, 10]
+    assert follower.current is model
+
+
+def test_backoff_never_exceeds_a_short_poll_interval(registry: Any) -> None:
+    follower = manager(registry, poll_interval_seconds=0.3)
+    stop = RecordingStop(limit=3)
+    follower._stop = stop  # type: ignore[assignment]
+    follower._run()
+    assert stop.waits == [0.3, 0.3, 0.3]
+
+
+def test_transient_failures_keep_the_current_model_and_are_retried(
+    registry: Any, fit: Any, load: Any
+) -> None:
+    model = load(fit(Task.REGRESSION))
+    registry.versions["1"], registry.alias = model, "1"
+    follower = manager(registry)
+    assert follower.refresh().outcome is Outcome.LOADED
+    registry.down = True
+    result = follower.refresh()
+    assert result.outcome is Outcome.UNAVAILABLE and "unreachable" in result.message
+    assert follower.current is model
+    assert follower.readiness()["ready"] is True
+    assert "unreachable" in follower.readiness()["registry"]["error"]
+    registry.down = False
+    assert follower.refresh().outcome is Outcome.UNCHANGED
+    assert follower.readiness()["registry"]["error"] is None
+
+
+def test_refused_versions_are_remembered_until_forced(registry: Any) -> None:
+    registry.versions["3"] = RuntimeError("not a pipeline")
+    registry.alias = "3"
+    follower = manager(registry)
+    first = follower.refresh()
+    assert first.outcome is Outcome.REFUSED and "not a pipeline" in first.message
+    assert follower.refresh().outcome is Outcome.REFUSED
+    assert registry.loads == 1
+    assert follower.refresh(force=True).outcome is Outcome.REFUSED
+    assert registry.loads == 2
+    assert follower.readiness()["refused"] == [
+        {"version": "3", "reason": "RuntimeError: not a pipeline"}
+    ]
+    assert "version 3 refused" in follower.not_ready_reason()
+
+
+@pytest.mark.parametrize("timeout", [0.01])
+def test_a_reload_does_not_wait_forever_for_another(registry: Any, timeout: float) -> None:
+    follower = manager(registry)
+    with follower._refresh_lock:
+        result = follower.refresh(timeout=timeout)
+    assert result.outcome is Outcome.UNAVAILABLE and "in progress" in result.message

@@ -1,0 +1,237 @@
+"""Input validation: every problem named by field and row, all of them at once; the fast path
+and the slow path accept exactly the same inputs."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+from prediction_api.errors import InputError
+from prediction_api.features import Feature, Kind
+from prediction_api.validation import Validator
+
+FEATURES = (
+    Feature("length", Kind.NUMERIC),
+    Feature("count", Kind.NUMERIC, mlflow_type="long"),
+    Feature("island", Kind.CATEGORICAL, mlflow_type="string"),
+    Feature("sex", Kind.CATEGORICAL, mlflow_type="string"),
+)
+GOOD = {"length": 1.5, "count": 3, "island": "Dream", "sex": None}
+
+
+@pytest.fixture
+def validator() -> Validator:
+    return Validator(FEATURES, max_rows=5)
+
+
+def problems(call: Any, *args: Any) -> list[dict[str, Any]]:
+    with pytest.raises(InputError) as caught:
+        call(*args)
+    return caught.value.problems
+
+
+def short(items: list[dict[str, Any]]) -> list[tuple[Any, Any, str]]:
+    return [(p["row"], p["field"], p["type"]) for p in items]
+
+
+def test_one_record_and_a_list_give_the_same_values(validator: Validator) -> None:
+    one = validator.predict_body(GOOD)
+    many = validator.predict_body([GOOD, {**GOOD, "length": None}])
+    assert one.rows == 1 and many.rows == 2
+    np.testing.assert_array_equal(one.numeric, [[1.5, 3.0]])
+    assert math.isnan(many.numeric[1, 0])
+    assert many.categorical == (("Dream", "Dream"), (None, None))
+
+
+def test_every_problem_is_reported_with_row_and_field(validator: Validator) -> None:
+    body = [
+        GOOD,
+        {"length": "1.5", "count": True, "island": 3, "extra": 1},
+        "not a record",
+        {**GOOD, "count": None, "sex": ["x"]},
+    ]
+    found = short(problems(validator.predict_body, body))
+    assert found == [
+        (1, "sex", "missing"),
+        (1, "extra", "extra_forbidden"),
+        (1, "length", "type_error"),
+        (1, "count", "type_error"),
+        (1, "island", "type_error"),
+        (2, None, "type_error"),
+        (3, "sex", "type_error"),
+    ]
+
+
+def test_messages_say_what_was_expected_and_got(validator: Validator) -> None:
+    found = problems(validator.predict_body, {**GOOD, "length": "12", "island": 4})
+    assert {p["field"]: p["msg"] for p in found} == {
+        "length": "expected a number or null, got string",
+        "island": "expected a string or null, got number",
+    }
+    assert found[0]["loc"] == ["body", "length"] and found[0]["row"] == 0
+
+
+@pytest.mark.parametrize("token", [b"NaN", b"Infinity", b"-Infinity", b"1e400"])
+def test_non_finite_numbers_are_refused_by_field(validator: Validator, token: bytes) -> None:
+    import json
+
+    body = json.loads(b'[{"length": %s, "count": 1, "island": "a", "sex": "b"}]' % token)
+    found = problems(validator.predict_body, body)
+    assert short(found) == [(0, "length", "finite_number")]
+
+
+def test_integers_beyond_float_range_are_refused(validator: Validator) -> None:
+    found = problems(validator.predict_body, [{**GOOD, "count": 10**400}])
+    assert short(found) == [(0, "count", "finite_number")]
+
+
+def test_booleans_are_not_numbers(validator: Validator) -> None:
+    assert short(problems(validator.predict_body, [{**GOOD, "count": False}])) == [
+        (0, "count", "type_error")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [([], "too_short"), ([GOOD] * 6, "too_long"), ("text", "type_error"), (3, "type_error")],
+)
+def test_batch_shape_problems(validator: Validator, body: Any, kind: str) -> None:
+    assert [p["type"] for p in problems(validator.predict_body, body)] == [kind]
+
+
+def test_unseen_blank_and_padded_categories_pass_validation(validator: Validator) -> None:
+    batch = validator.predict_body([{**GOOD, "island": "Atlantis", "sex": "  "}])
+    assert batch.categorical == (("Atlantis",), ("  ",))  # trimmed by the encoder
+
+
+def test_optional_features_may_be_left_out() -> None:
+    optional = Validator((*FEATURES[:3], Feature("sex", Kind.CATEGORICAL, False, "string")), 10)
+    record = {k: v for k, v in GOOD.items() if k != "sex"}
+    assert optional.predict_body(record).categorical[1] == (None,)
+    assert short(problems(optional.predict_body, {"length": 1})) == [
+        (0, "count", "missing"),
+        (0, "island", "missing"),
+    ]
+
+
+def test_many_bad_rows_are_all_named() -> None:
+    wide = Validator(FEATURES, max_rows=10_000)
+    body = [{**GOOD, "length": "x"} for _ in range(3000)]
+    found = problems(wide.predict_body, body)
+    assert len(found) == 3000 and found[-1]["row"] == 2999
+
+
+def test_dataframe_split(validator: Validator) -> None:
+    body = {
+        "dataframe_split": {
+            "columns": ["sex", "island", "count", "length"],
+            "data": [[None, "Dream", 3, 1.5], ["male", "Biscoe", None, 2]],
+        }
+    }
+    batch = validator.invocations_body(body)
+    np.testing.assert_array_equal(batch.numeric[0], [1.5, 3.0])
+    assert batch.categorical == (("Dream", "Biscoe"), (None, "male"))
+
+
+def test_dataframe_split_problems(validator: Validator) -> None:
+    body = {
+        "dataframe_split": {
+            "columns": ["sex", "island", "length", "color"],
+            "data": [[None, "Dream", 1.5, 0], [1, "x"]],
+        }
+    }
+    found = problems(validator.invocations_body, body)
+    assert short(found) == [
+        (None, "color", "extra_forbidden"),
+        (None, "count", "missing"),
+        (1, None, "type_error"),
+    ]
+    bad_value = {"dataframe_split": {"columns": list(GOOD), "data": [[1, 2, "a", 5]]}}
+    assert short(problems(validator.invocations_body, bad_value)) == [(0, "sex", "type_error")]
+    assert problems(validator.invocations_body, bad_value)[0]["loc"] == [
+        "body",
+        "dataframe_split",
+        "data",
+        0,
+        "sex",
+    ]
+
+
+def test_dataframe_records(validator: Validator) -> None:
+    assert validator.invocations_body({"dataframe_records": [GOOD, GOOD]}).rows == 2
+    found = problems(validator.invocations_body, {"dataframe_records": [{**GOOD, "x": 1}]})
+    assert found[0]["loc"] == ["body", "dataframe_records", 0, "x"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"instances": [[1]]},
+        {"dataframe_records": [GOOD], "dataframe_split": {}},
+        {"dataframe_records": {"a": 1}},
+        {"dataframe_split": []},
+        {"dataframe_split": {"columns": "length", "data": []}},
+        [GOOD],
+    ],
+)
+def test_other_invocation_bodies_are_refused(validator: Validator, body: Any) -> None:
+    assert problems(validator.invocations_body, body)
+
+
+def random_value(rng: np.random.Generator) -> Any:
+    choice = rng.integers(10)
+    options: list[Any] = [
+        None,
+        float(rng.normal()),
+        int(rng.integers(-5, 5)),
+        "text",
+        "  ",
+        True,
+        [1],
+        {"a": 1},
+        math.inf,
+        10**30,
+    ]
+    return options[choice]
+
+
+def test_fast_and_slow_paths_agree_on_random_input(validator: Validator) -> None:
+    rng = np.random.default_rng(0)
+    wide = Validator(FEATURES, max_rows=100)
+    for _ in range(300):
+        records: list[Any] = []
+        for _ in range(int(rng.integers(1, 4))):
+            record = {f.name: random_value(rng) for f in FEATURES if rng.random() > 0.05}
+            if rng.random() < 0.05:
+                record["unknown"] = 1
+            records.append(record)
+        try:
+            fast = wide.records(records, ("body",))
+        except InputError as error:
+            assert error.problems
+            fast = None
+        # the slow path alone: the reference behaviour
+        try:
+            slow = wide._records_slow(records, ("body",), False)
+        except InputError:
+            slow = None
+        assert (fast is None) == (slow is None), records
+        if fast is not None and slow is not None:
+            np.testing.assert_array_equal(fast.numeric, slow.numeric)
+            assert fast.categorical == slow.categorical
+            assert all(
+                isinstance(v, str) or v is None for column in fast.categorical for v in column
+            )
+
+
+def test_errors_serialize_even_with_lone_surrogates(validator: Validator) -> None:
+    import json
+
+    body = json.loads('[{"length": 1, "count": 1, "island": "a", "sex": "b", "\\ud800": 1}]')
+    found = problems(validator.predict_body, body)
+    from prediction_api.errors import error_body
+
+    assert orjson.loads(error_body(found))["detail"][0]["field"] == "\\ud800"
