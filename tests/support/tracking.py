@@ -16,8 +16,14 @@ from pathlib import Path
 import pytest
 
 from tests.support import service_logs
-from tests.support.nginx import NginxProxy
-from tests.support.postgres import MLFLOW_DB, MLFLOW_ROLE, PostgresCluster
+from tests.support.nginx import NginxProxy, nginx_proxy, proxy_env
+from tests.support.postgres import (
+    MLFLOW_DB,
+    MLFLOW_ROLE,
+    PostgresCluster,
+    create_cluster,
+    destroy_cluster,
+)
 from tests.support.processes import ServerProcess, free_port, http_ok, running
 from tests.support.s3 import S3Server
 
@@ -116,3 +122,21 @@ def tracking_stack(
             s3=s3_server,
             proxy=s3_proxy,
         )
+
+
+@contextmanager
+def private_stack(root: Path) -> Iterator[TrackingStack]:
+    """A whole stack of its own (PostgreSQL, S3, nginx, tracking server), for tests that stop
+    or restart its services without disturbing the session's shared one."""
+    cluster = create_cluster(root / "postgres")
+    s3 = S3Server(port=free_port(), log_path=root / "s3" / "moto.log")
+    try:
+        s3.log_path.parent.mkdir(parents=True)
+        s3.start()
+        with nginx_proxy(root / "nginx", proxy_env(s3.port, s3.port)) as proxy:
+            env = tracking_env(cluster, s3, proxy, free_port())
+            with tracking_server(env, root / "tracking" / "tracking-server.log") as process:
+                yield TrackingStack(server_url(env), env, process, cluster, s3, proxy)
+    finally:
+        s3.stop()
+        destroy_cluster(cluster)

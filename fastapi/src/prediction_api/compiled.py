@@ -222,14 +222,10 @@ def _categorical_columns(
     fills = [v for v, k in zip(imputer.statistics_, keep, strict=True) if k]
     result, position = [], start
     for name, fill, categories in zip(names, fills, encoder.categories_, strict=True):
-        # Categories are the cleaned strings; None appears only when training data held None
-        # (not NaN), which the imputer does not treat as missing: it is then a category, and
-        # possibly the imputed value, exactly as in the pipeline.
-        if not all(isinstance(c, str) or c is None for c in categories):
+        if not all(isinstance(c, str) for c in categories):  # the cleaner's output: str or NaN
             raise CompileError(f"categories of '{name}' are not all strings")
-        output = {category: position + i for i, category in enumerate(categories)}
-        missing = -1 if _is_nan(fill) else output.get(fill, -1)
-        lookup = {c: column for c, column in output.items() if isinstance(c, str)}
+        lookup = {category: position + i for i, category in enumerate(categories)}
+        missing = -1 if _is_nan(fill) else lookup.get(fill, -1)
         result.append(CategoricalColumn(name, list(order).index(name), lookup, missing))
         position += len(categories)
     if position - start != width:

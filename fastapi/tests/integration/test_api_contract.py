@@ -22,9 +22,10 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
+from tests.support.api import Api, StartApi
 from tests.support.mlflow_server import MlflowServer
 
-from .conftest import Api, StartApi, Trainer
+from .conftest import Trainer
 
 MODEL = "api-contract"
 KEY = "integration-test-key-0123456789"

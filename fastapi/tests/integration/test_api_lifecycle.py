@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,30 +14,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-import requests
 from ml_model.config import load_config
 from ml_model.model_io import download_model, load_pipeline
 from ml_model.train import train
 from mlflow.tracking import MlflowClient
 
 import mlflow
+from tests.support.api import Load, StartApi, wait_until
 from tests.support.mlflow_server import MlflowServer, mlflow_server_env
 from tests.support.processes import free_port, http_ok, running
 
-from .conftest import CONFIGS, QUICK, StartApi, Trainer
+from .conftest import CONFIGS, QUICK, Trainer
 
 
 def pipeline_predictions(name: str, version: str, records: list[dict[str, Any]]) -> np.ndarray:
     frame = pd.DataFrame(records).fillna(np.nan)
     return np.asarray(load_pipeline(f"models:/{name}/{version}").predict(frame))
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def test_starts_without_mlflow_and_serves_once_a_model_is_registered(
@@ -92,53 +83,6 @@ def test_starts_without_mlflow_and_serves_once_a_model_is_registered(
                 pipeline_predictions(name, "1", example),
                 rtol=1e-6,
             )
-
-
-class Load:
-    """Threads posting the same record over keep-alive connections until stopped."""
-
-    def __init__(self, url: str, record: dict[str, Any], threads: int = 4) -> None:
-        self.url, self.body = url, json.dumps(record)
-        self.results: list[list[tuple[int, str, float]]] = [[] for _ in range(threads)]
-        self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)
-        ]
-
-    def _run(self, index: int) -> None:
-        session = requests.Session()
-        while not self._stop.is_set():
-            try:
-                response = session.post(
-                    f"{self.url}/predict",
-                    data=self.body,
-                    headers={"Content-Type": "application/json"},
-                    timeout=30,
-                )
-            except requests.RequestException as exc:
-                self.failures.append(repr(exc))
-                continue
-            if response.status_code != 200:
-                self.failures.append(f"{response.status_code}: {response.text[:200]}")
-                continue
-            answer = response.json()
-            self.results[index].append(
-                (time.monotonic_ns(), answer["version"], answer["predictions"][0])
-            )
-
-    def __enter__(self) -> Load:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=30)
-
-    def versions(self) -> set[str]:
-        return {version for results in self.results for _, version, _ in results}
 
 
 def test_alias_change_under_load_fails_no_request(

@@ -47,14 +47,26 @@ def classification_metrics(
     return result
 
 
-def evaluate(task: Task, model: object, X: pd.DataFrame, y: pd.Series) -> dict[str, float]:
-    """Score a fitted pipeline (anything with predict / predict_proba / classes_) on X, y."""
+def held_out_output(task: Task, model: object, X: pd.DataFrame) -> np.ndarray:
+    """What metrics and plots are computed from: a fitted pipeline's predictions for
+    regression, its class probabilities (columns in ``classes_`` order) otherwise."""
+    if task is Task.REGRESSION:
+        return np.asarray(model.predict(X))  # type: ignore[attr-defined]
+    return np.asarray(model.predict_proba(X))  # type: ignore[attr-defined]
+
+
+def score(task: Task, model: object, y: pd.Series, output: np.ndarray) -> dict[str, float]:
+    """Metrics of ``output`` (``held_out_output`` of ``model``) against the true ``y``."""
     y_true = np.asarray(y)
     if task is Task.REGRESSION:
-        return regression_metrics(y_true, np.asarray(model.predict(X)))  # type: ignore[attr-defined]
-    proba = np.asarray(model.predict_proba(X))  # type: ignore[attr-defined]
+        return regression_metrics(y_true, output)
     classes = np.asarray(model.classes_)  # type: ignore[attr-defined]
-    return classification_metrics(y_true, classes[proba.argmax(axis=1)], proba, classes)
+    return classification_metrics(y_true, classes[output.argmax(axis=1)], output, classes)
+
+
+def evaluate(task: Task, model: object, X: pd.DataFrame, y: pd.Series) -> dict[str, float]:
+    """Score a fitted pipeline (anything with predict / predict_proba / classes_) on X, y."""
+    return score(task, model, y, held_out_output(task, model, X))
 
 
 def format_metrics(metrics: dict[str, float]) -> str:

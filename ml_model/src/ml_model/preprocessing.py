@@ -9,9 +9,9 @@ because it travels with every logged model and must import wherever the model is
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -100,6 +100,52 @@ def _to_numeric(series: pd.Series) -> pd.Series | None:
     return converted.astype("float64")
 
 
+def _parsed_numeric(series: pd.Series) -> pd.Series | None:
+    """The cleaned column as float64 when it is numeric, else None."""
+    return _to_numeric(_clean_column(series))
+
+
+def _numeric_column(series: pd.Series) -> pd.Series:
+    """A numeric column at transform time: float64, unparseable values missing."""
+    series = _clean_column(series)
+    numeric = _to_numeric(series)
+    if numeric is not None:
+        return numeric
+    return pd.to_numeric(series, errors="coerce").astype("float64")
+
+
+def _categorical_column(series: pd.Series) -> pd.Series:
+    """A categorical column at transform time: object holding str or the missing value."""
+    series = _clean_column(series).astype("object")
+    present = series.notna()
+    return series.where(~present, series.astype(str)).where(present, np.nan)  # None too
+
+
+Converted = TypeVar("Converted", pd.Series, pd.Series | None)
+
+
+def _per_distinct(convert: Callable[[pd.Series], Converted], series: pd.Series) -> Converted:
+    """``convert(series)``, for categorical and string columns computed once per distinct
+    value and spread back to the rows.
+
+    The converters above are string work in Python, cell by cell: seconds per column of a
+    million rows, though such columns hold few distinct values. In these two dtypes every cell
+    is one category or string and every missing cell becomes NaN, and a converter treats each
+    value on its own (its decisions about the whole column depend only on which values occur),
+    so the result is the same. Plain object columns may mix None, NaN and values that compare
+    equal across types (1 and True), which factorizing would merge, so they go cell by cell.
+    """
+    if not isinstance(series.dtype, pd.CategoricalDtype | pd.StringDtype):
+        return convert(series)
+    codes, uniques = pd.factorize(series)
+    converted = convert(pd.Series(uniques))
+    if converted is None:
+        return converted
+    values = np.append(converted.to_numpy(), np.nan)  # code -1 (a missing cell) takes the NaN
+    # The dtype is given: pandas would otherwise infer "str" for an object array of strings.
+    return pd.Series(values[codes], index=series.index, name=series.name, dtype=converted.dtype)
+
+
 def infer_schema(
     frame: pd.DataFrame, numeric: Sequence[str] = (), categorical: Sequence[str] = ()
 ) -> FeatureSchema:
@@ -111,7 +157,7 @@ def infer_schema(
     for name in frame.columns:
         if name in categorical:
             categorical_cols.append(name)
-        elif name in numeric or _to_numeric(_clean_column(frame[name])) is not None:
+        elif name in numeric or _per_distinct(_parsed_numeric, frame[name]) is not None:
             numeric_cols.append(name)
         else:
             categorical_cols.append(name)
@@ -123,16 +169,9 @@ def clean_frame(frame: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
     missing), categorical as object holding str or NaN."""
     columns: dict[str, pd.Series] = {}
     for name in schema.numeric:
-        series = _clean_column(frame[name])
-        numeric = _to_numeric(series)
-        columns[name] = (
-            numeric
-            if numeric is not None
-            else pd.to_numeric(series, errors="coerce").astype("float64")
-        )
+        columns[name] = _per_distinct(_numeric_column, frame[name])
     for name in schema.categorical:
-        series = _clean_column(frame[name]).astype("object")
-        columns[name] = series.where(series.isna(), series.astype(str))
+        columns[name] = _per_distinct(_categorical_column, frame[name])
     return pd.DataFrame(columns, index=frame.index)
 
 

@@ -11,16 +11,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import sqlalchemy
+from mlflow.data.digest_utils import MAX_ROWS, get_normalized_md5_digest
 from mlflow.data.pandas_dataset import from_pandas
 from mlflow.models import ModelSignature
 from mlflow.models.model import ModelInfo
 from mlflow.types import ColSpec, Schema, TensorSpec
+from mlflow.types.utils import _infer_schema
 from sklearn.pipeline import Pipeline
 
 import ml_model
 import mlflow
 from ml_model import plots, tracking
 from ml_model.config import DataConfig, Task
+from ml_model.metrics import held_out_output
 from ml_model.pipeline import SKOPS_TRUSTED_TYPES, readable_feature_names, xgboost_model
 from ml_model.preprocessing import FeatureSchema, clean_frame
 
@@ -68,6 +71,63 @@ def log_model(pipeline: Pipeline, X_train: pd.DataFrame, y: pd.Series, task: Tas
     return info
 
 
+def _schema_cells(column: pd.Series) -> pd.Series:
+    """Cells of ``column`` from which MLflow infers the same column spec as from all of them.
+
+    MLflow types a column from its dtype, or for object-like dtypes from the type of each cell,
+    and marks it required when no cell is missing. So one present and one missing cell stand
+    for a column of a numeric, boolean or datetime dtype, and the distinct values (missing
+    included) for a categorical or string one. Plain object columns may hold any mix of types
+    and are kept whole."""
+    if isinstance(column.dtype, pd.CategoricalDtype | pd.StringDtype):
+        return column.drop_duplicates()
+    if column.dtype.kind == "O":
+        return column
+    missing = column.isna().to_numpy()
+    return column.iloc[[*np.flatnonzero(~missing)[:1], *np.flatnonzero(missing)[:1]]]
+
+
+def dataset_schema(frame: pd.DataFrame) -> Schema | None:
+    """The schema ``mlflow.data.from_pandas`` records for ``frame`` (None where MLflow cannot
+    type a column), inferred from a few cells per column: MLflow itself looks at every cell
+    in Python, which takes tens of seconds per million rows."""
+    try:
+        return Schema(
+            [
+                spec
+                for name in frame.columns
+                for spec in _infer_schema(_schema_cells(frame[name])).inputs
+            ]
+        )
+    except Exception:  # as PandasDataset.schema: a table MLflow cannot type gets no schema
+        return None
+
+
+def _every_cell_a_str(column: pd.Series) -> bool:
+    """Whether every cell is exactly a ``str`` (a missing cell is not), found per distinct
+    value where the dtype allows; numeric, boolean and datetime columns never are (unless
+    empty: ``all`` of nothing holds)."""
+    if isinstance(column.dtype, pd.CategoricalDtype | pd.StringDtype):
+        return not column.hasnans and all(type(v) is str for v in column.drop_duplicates())
+    if column.dtype == object:
+        return all(type(v) is str for v in column)
+    return column.empty
+
+
+def dataset_digest(frame: pd.DataFrame) -> str:
+    """The digest ``mlflow.data.from_pandas`` computes for ``frame``, the same value: MLflow's
+    ``compute_pandas_digest`` hashes the first rows of the columns that hold only strings or
+    numbers with the row count and column names, but tests for all-string columns by mapping
+    every cell's type in Python (about 2.5 s per million rows)."""
+    head = frame.head(MAX_ROWS)
+    strings = head.columns[[_every_cell_a_str(frame.iloc[:, i]) for i in range(frame.shape[1])]]
+    numbers = head.select_dtypes(include=[np.number]).columns
+    return get_normalized_md5_digest(
+        [pd.util.hash_pandas_object(head[strings.union(numbers)]).values, np.int64(len(frame))]
+        + [str(name).encode() for name in frame.columns]
+    )
+
+
 def log_dataset(frame: pd.DataFrame, schema: FeatureSchema, data: DataConfig) -> str:
     """Log the training table as an MLflow dataset input plus a per-feature profile; returns
     the dataset digest."""
@@ -78,23 +138,35 @@ def log_dataset(frame: pd.DataFrame, schema: FeatureSchema, data: DataConfig) ->
         source, name = f"{url} :: {data.query}", "sql-query"
     with warnings.catch_warnings():  # hints about the raw table's dtypes, not the model's
         warnings.simplefilter("ignore", UserWarning)
-        dataset = from_pandas(frame, source=source, targets=data.target, name=name)
+        digest = dataset_digest(frame)
+        dataset = from_pandas(frame, source=source, targets=data.target, name=name, digest=digest)
+        # PandasDataset.schema is a cached property; filling it spares MLflow's own inference.
+        dataset.__dict__["schema"] = dataset_schema(frame)
     mlflow.log_input(dataset, context="training")
     profile = tracking.profile(frame, schema, data.target)
     mlflow.log_text(json.dumps(profile, indent=2), "dataset/profile.json")
     return str(dataset.digest)
 
 
-def log_plots(pipeline: Pipeline, task: Task, X_test: pd.DataFrame, y_test: pd.Series) -> None:
-    """Held-out evaluation plots and feature importance under ``plots/``."""
+def log_plots(
+    pipeline: Pipeline,
+    task: Task,
+    X_test: pd.DataFrame,
+    y_test: pd.Series,
+    output: np.ndarray | None = None,
+) -> None:
+    """Held-out evaluation plots and feature importance under ``plots/``. ``output`` is the
+    pipeline's ``held_out_output`` on ``X_test`` where the caller has it already (predicting
+    a large test set again takes seconds)."""
+    if output is None:
+        output = held_out_output(task, pipeline, X_test)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         y_true = np.asarray(y_test)
         if task is Task.REGRESSION:
-            plots.regression_plots(y_true, np.asarray(pipeline.predict(X_test)), out)
+            plots.regression_plots(y_true, output, out)
         else:
-            proba = np.asarray(pipeline.predict_proba(X_test))
-            plots.classification_plots(y_true, proba, np.asarray(pipeline.classes_), out)
+            plots.classification_plots(y_true, output, np.asarray(pipeline.classes_), out)
         importances = xgboost_model(pipeline).feature_importances_
         plots.feature_importance_plot(readable_feature_names(pipeline), importances, out)
         mlflow.log_artifacts(tmp, "plots")

@@ -117,7 +117,11 @@ def environment_tags() -> dict[str, str]:
 
 
 def _version(distribution: str) -> str:
-    candidates = (distribution, "xgboost-cpu") if distribution == "xgboost" else (distribution,)
+    candidates = (
+        (distribution, "xgboost-cpu", "xgboost-cu13")
+        if distribution == "xgboost"
+        else (distribution,)
+    )
     for name in candidates:
         try:
             return metadata.version(name)

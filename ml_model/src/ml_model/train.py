@@ -20,7 +20,7 @@ from ml_model import registry, run_logging, tracking
 from ml_model.config import Task, TrainConfig, flatten
 from ml_model.data import load_data
 from ml_model.fitting import cross_validate, fit_pipeline, split
-from ml_model.metrics import evaluate, format_metrics
+from ml_model.metrics import evaluate, format_metrics, held_out_output, score
 from ml_model.model_io import load_pipeline
 from ml_model.pipeline import build_pipeline, xgboost_model
 from ml_model.progress import stage
@@ -115,7 +115,8 @@ def fit_and_log(
         {f"xgboost.{k}": v for k, v in booster.get_xgb_params().items() if v is not None}
     )
     with stage("evaluate", timings):
-        metrics = evaluate(task, pipeline, prepared.X_test, prepared.y_test)
+        output = held_out_output(task, pipeline, prepared.X_test)
+        metrics = score(task, pipeline, prepared.y_test, output)
         logger.info("held-out: %s", format_metrics(metrics))
         mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
     if config.training.cv_folds:
@@ -132,21 +133,14 @@ def fit_and_log(
     with stage("log dataset and plots", timings):
         schema = pipeline.named_steps["preprocess"].schema_
         mlflow.set_tag("data_digest", run_logging.log_dataset(prepared.frame, schema, data))
-        run_logging.log_plots(pipeline, task, prepared.X_test, prepared.y_test)
+        run_logging.log_plots(pipeline, task, prepared.X_test, prepared.y_test, output)
     return metrics
 
 
-def train(config: TrainConfig, config_path: Path | None = None) -> TrainResult:
-    """Run the whole training job for ``config``; raises UserError on any user-fixable problem."""
-    timings: dict[str, float] = {}
-    prepared = prepare(config, timings)
-    task, data, name = prepared.task, config.data, config.mlflow.registered_model
-    metric, direction = promotion_rule(config, task)
-    uri = tracking.connect()
-    client = MlflowClient()
-    experiment = tracking.experiment_id(config.mlflow.experiment)
-    logger.info("task %s, tracking at %s, experiment '%s'", task, uri, config.mlflow.experiment)
-    pipeline = build_pipeline(
+def configured_pipeline(config: TrainConfig, task: Task) -> Pipeline:
+    """The unfitted pipeline that ``config`` describes for ``task``."""
+    data = config.data
+    return build_pipeline(
         task,
         config.features,
         config.model,
@@ -155,6 +149,19 @@ def train(config: TrainConfig, config_path: Path | None = None) -> TrainResult:
         numeric_columns=data.numeric_columns,
         categorical_columns=data.categorical_columns,
     )
+
+
+def train(config: TrainConfig, config_path: Path | None = None) -> TrainResult:
+    """Run the whole training job for ``config``; raises UserError on any user-fixable problem."""
+    timings: dict[str, float] = {}
+    prepared = prepare(config, timings)
+    task, name = prepared.task, config.mlflow.registered_model
+    metric, direction = promotion_rule(config, task)
+    uri = tracking.connect()
+    client = MlflowClient()
+    experiment = tracking.experiment_id(config.mlflow.experiment)
+    logger.info("task %s, tracking at %s, experiment '%s'", task, uri, config.mlflow.experiment)
+    pipeline = configured_pipeline(config, task)
     version: str | None = None
     with mlflow.start_run(experiment_id=experiment) as run:
         try:

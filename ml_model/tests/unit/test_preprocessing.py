@@ -90,3 +90,26 @@ def test_clone_keeps_params_and_drops_state(dirty: pd.DataFrame) -> None:
     copy = clone(step)
     assert copy.get_params() == step.get_params()
     assert not hasattr(copy, "schema_")
+
+
+def test_missing_categories_are_nan_however_they_arrive(dirty: pd.DataFrame) -> None:
+    step = DataPreprocessor().fit(dirty)
+    for city in ([None, None, None, None], [np.nan, None, "  ", pd.NA]):
+        out = step.transform(dirty.assign(city=pd.Series(city, dtype=object)))
+        assert all(isinstance(v, float) and np.isnan(v) for v in out["city"])
+
+
+@pytest.mark.parametrize("dtype", ["category", "string"])
+def test_categorical_and_string_dtypes_clean_as_plain_objects(dtype: str) -> None:
+    frame = pd.DataFrame(
+        {
+            "size": [" small", "large", None, "small", "", "large "] * 3,
+            "amount": ["1", " 2.5", None, "1", "", "3"] * 3,
+            "flag": ["yes", "No", None, "yes", " ", "no"] * 3,
+        }
+    )
+    expected = DataPreprocessor().fit(frame).transform(frame)
+    typed = frame.astype(dtype)
+    step = DataPreprocessor().fit(typed)
+    assert step.schema_ == DataPreprocessor().fit(frame).schema_
+    pd.testing.assert_frame_equal(step.transform(typed), expected)

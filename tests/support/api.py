@@ -1,0 +1,141 @@
+"""The prediction API as it runs for real: ``prediction-api`` (uvicorn) in its own process,
+and a load generator that posts to it while the registry or the services behind it change."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from tests.support import service_logs
+from tests.support.processes import ServerProcess, free_port, http_ok, running
+
+ENTRYPOINT = str(Path(sys.executable).with_name("prediction-api"))
+
+
+@dataclass(frozen=True)
+class Api:
+    url: str
+    process: ServerProcess
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return requests.get(f"{self.url}{path}", timeout=30, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response:
+        return requests.post(f"{self.url}{path}", timeout=30, **kwargs)
+
+    def wait_ready(self, timeout: float = 60.0) -> float:
+        """Seconds until ``/ready`` answers 200."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            if self.process.popen.poll() is not None:
+                raise RuntimeError(f"the API exited:\n{self.process.log_tail()}")
+            if http_ok(f"{self.url}/ready"):
+                return time.monotonic() - start
+            time.sleep(0.05)
+        raise TimeoutError(
+            f"the API was not ready after {timeout:.0f}s:\n{self.process.log_tail()}"
+        )
+
+
+StartApi = Callable[..., Any]
+
+
+def api_starter(folder: Path) -> StartApi:
+    """``with start(model_name, tracking_uri, **settings) as api``: ``prediction-api`` on a free
+    port, awaited on ``/health`` only (it must start without a model); ``settings`` are the
+    variable names without their ``API_`` prefix, in lower case."""
+
+    @contextmanager
+    def start(model: str, tracking_uri: str, **settings: str) -> Iterator[Api]:
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("API_", "MLFLOW_"))}
+        env.update(
+            MLFLOW_TRACKING_URI=tracking_uri,
+            API_MODEL_NAME=model,
+            API_PORT=str(port),
+            API_POLL_INTERVAL_SECONDS="0.5",
+        )
+        env.update({f"API_{name.upper()}": value for name, value in settings.items()})
+        url = f"http://127.0.0.1:{port}"
+        log = folder / f"api-{port}.log"
+        service_logs.register(f"prediction-api {url}", log)
+        try:
+            with running(
+                "prediction-api",
+                [ENTRYPOINT],
+                log,
+                lambda: http_ok(f"{url}/health"),
+                env=env,
+                cwd=folder,
+                timeout=60,
+            ) as process:
+                yield Api(url, process)
+        finally:
+            service_logs.unregister(f"prediction-api {url}")
+
+    return start
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+class Load:
+    """Threads posting the same record over keep-alive connections until stopped."""
+
+    def __init__(self, url: str, record: dict[str, Any], threads: int = 4) -> None:
+        self.url, self.body = url, json.dumps(record)
+        self.results: list[list[tuple[int, str, float]]] = [[] for _ in range(threads)]
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)
+        ]
+
+    def _run(self, index: int) -> None:
+        session = requests.Session()
+        while not self._stop.is_set():
+            try:
+                response = session.post(
+                    f"{self.url}/predict",
+                    data=self.body,
+                    headers={"Content-Type": "application/json"},
+                    timeout=30,
+                )
+            except requests.RequestException as exc:
+                self.failures.append(repr(exc))
+                continue
+            if response.status_code != 200:
+                self.failures.append(f"{response.status_code}: {response.text[:200]}")
+                continue
+            answer = response.json()
+            self.results[index].append(
+                (time.monotonic_ns(), answer["version"], answer["predictions"][0])
+            )
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+    def versions(self) -> set[str]:
+        return {version for results in self.results for _, version, _ in results}
