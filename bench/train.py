@@ -39,6 +39,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ml_model.cli import ENVIRONMENT_DEFAULTS
+
 SEED = 42
 MAX_DEPTH = 6
 LEARNING_RATE = 0.1
@@ -143,6 +145,8 @@ def run_child(arm: str, work: Path, args: argparse.Namespace, **extra: Any) -> d
     for key, value in extra.items():
         command += [f"--{key}", str(value)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    # Both arms run under the environment ``ml-model`` gives itself.
+    env = {**ENVIRONMENT_DEFAULTS, **env}
     # Imports inside train() (the tracking store, alembic, ...) should cost what they cost in
     # an installed environment, from bytecode compiled once, even where PYTHONDONTWRITEBYTECODE
     # is set; the cache lives in the bench's own folder, not in the environment.

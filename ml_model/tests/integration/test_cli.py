@@ -151,3 +151,17 @@ def test_predict_and_registry_commands(
     assert rolled.returncode == 0, rolled.stderr
     assert f"rolled back from v{other} to v{champion}" in rolled.stdout
     assert_one_line_error(run_cli("promote", name, "7", env=env), "has no version 7")
+
+
+@pytest.mark.parametrize(("given", "huge_pages"), [(None, "False"), ("1", "True")])
+def test_numpy_huge_pages_are_off_unless_the_environment_asks(
+    given: str | None, huge_pages: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    if given is not None:
+        env["NUMPY_MADVISE_HUGEPAGE"] = given
+    code = "import ml_model.cli, numpy; print(numpy._core.multiarray._get_madvise_hugepage())"
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == huge_pages
