@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ml_model.cli import ENVIRONMENT_DEFAULTS
+import ml_model.cli  # noqa: F401  (sets ml-model's environment defaults)
 
 SEED = 42
 MAX_DEPTH = 6
@@ -144,9 +144,9 @@ def run_child(arm: str, work: Path, args: argparse.Namespace, **extra: Any) -> d
         command += ["--threads", str(args.threads)]
     for key, value in extra.items():
         command += [f"--{key}", str(value)]
+    # Importing ml_model.cli (above) gave this process, and so both arms, the environment
+    # defaults ``ml-model`` gives itself.
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    # Both arms run under the environment ``ml-model`` gives itself.
-    env = {**ENVIRONMENT_DEFAULTS, **env}
     # Imports inside train() (the tracking store, alembic, ...) should cost what they cost in
     # an installed environment, from bytecode compiled once, even where PYTHONDONTWRITEBYTECODE
     # is set; the cache lives in the bench's own folder, not in the environment.

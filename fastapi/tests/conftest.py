@@ -4,7 +4,6 @@ them as the service loads them, and the app in-process over a registry stand-in.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,6 +24,8 @@ from prediction_api.metrics import Metrics
 from prediction_api.model import LoadedModel, ModelFiles, build_model
 from prediction_api.settings import ApiSettings
 from sklearn.pipeline import Pipeline
+
+from tests.support.processes import wait_until
 
 
 @dataclass(frozen=True)
@@ -178,21 +179,7 @@ def api(registry: FakeRegistry) -> Iterator[Api]:
         manager = ModelManager(settings, Metrics(), registry.resolve, registry.load)
         with TestClient(create_app(settings, manager), raise_server_exceptions=False) as client:
             if registry.alias is not None and not registry.down:
-                wait_for(lambda: manager.current is not None, "a model to load")
+                wait_until(lambda: manager.current is not None, "a model to load", 10, 0.01)
             yield client
 
     yield start
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
-
-
-@pytest.fixture(scope="session")
-def wait() -> Callable[..., None]:
-    """``wait(condition, what, timeout=10)``: poll until ``condition()`` holds."""
-    return wait_for

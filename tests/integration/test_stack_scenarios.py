@@ -24,8 +24,9 @@ from ml_model.model_io import load_pipeline
 from mlflow.tracking import MlflowClient
 
 import mlflow
-from tests.support.api import Api, Load, api_starter, wait_until
+from tests.support.api import Api, Load, api_starter
 from tests.support.postgres import REPO_ROOT
+from tests.support.processes import environ_without, wait_until
 from tests.support.tracking import TrackingStack, private_stack
 
 TRAINER = str(Path(sys.executable).with_name("ml-model"))
@@ -42,7 +43,7 @@ SHIPPED = QUICK
 
 def client_env(stack: TrackingStack) -> dict[str, str]:
     """A client's environment: the tracking URL and nothing about S3."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}
+    env = environ_without("MLFLOW_", "AWS_")
     env["MLFLOW_TRACKING_URI"] = stack.url
     return env
 
@@ -195,10 +196,6 @@ def serving_first_version(
             yield api, load
 
 
-def answered(load: Load) -> int:
-    return sum(map(len, load.results))
-
-
 def registry_answers(url: str) -> bool:
     try:
         response = requests.get(
@@ -214,11 +211,11 @@ def test_postgres_restart_is_survived_and_predictions_never_fail(
 ) -> None:
     stack, name, client = own_stack, "scenario-restart", MlflowClient(own_stack.url)
     with serving_first_version(stack, name, tmp_path) as (api, load):
-        wait_until(lambda: answered(load) > 100, "predictions before the restart")
+        wait_until(lambda: load.answered() > 100, "predictions before the restart")
         stack.postgres.stop()
-        outage_started = answered(load)
+        outage_started = load.answered()
         time.sleep(3)  # several of the API's polls fail meanwhile
-        during = answered(load) - outage_started
+        during = load.answered() - outage_started
         stack.postgres.start()
         # MLflow recovers by itself: same process, the next requests succeed.
         wait_until(lambda: registry_answers(stack.url), "MLflow to answer again", 60)
@@ -239,7 +236,7 @@ def test_storage_outage_fails_training_cleanly_and_the_api_keeps_serving(
     with serving_first_version(stack, name, tmp_path) as (api, load):
         stack.s3.stop()
         failed = train_cli(stack, "regression.yaml", name, SHIPPED, tmp_path)
-        wait_until(lambda: answered(load) > 50, "predictions during the outage")
+        wait_until(lambda: load.answered() > 50, "predictions during the outage")
         assert served(api, records("body_mass_g"))[0] == "1"
     assert failed.returncode == 1
     assert "could not store or serve artifacts" in failed.stderr.strip().splitlines()[-1]

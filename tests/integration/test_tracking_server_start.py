@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import http.client
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from tests.support.postgres import (
     create_cluster,
     destroy_cluster,
 )
-from tests.support.processes import ServerProcess, free_port, http_ok
+from tests.support.processes import ServerProcess, environ_without, free_port, http_ok
 from tests.support.tracking import (
     ENTRYPOINT,
     TrackingStack,
@@ -60,7 +59,7 @@ def _entrypoint_with_args(args: list[str]) -> subprocess.CompletedProcess[str]:
 
 def _offline_env(**settings: str) -> dict[str, str]:
     """Settings that pass validation; nothing listens at the addresses they name."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}
+    env = environ_without("MLFLOW_", "AWS_")
     return {**env, "MLFLOW_DB_PASSWORD": "unused-password", **settings}
 
 

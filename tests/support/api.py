@@ -4,7 +4,6 @@ and a load generator that posts to it while the registry or the services behind 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 import time
@@ -17,7 +16,7 @@ from typing import Any
 import requests
 
 from tests.support import service_logs
-from tests.support.processes import ServerProcess, free_port, http_ok, running
+from tests.support.processes import ServerProcess, environ_without, free_port, http_ok, running
 
 ENTRYPOINT = str(Path(sys.executable).with_name("prediction-api"))
 
@@ -36,15 +35,8 @@ class Api:
     def wait_ready(self, timeout: float = 60.0) -> float:
         """Seconds until ``/ready`` answers 200."""
         start = time.monotonic()
-        while time.monotonic() - start < timeout:
-            if self.process.popen.poll() is not None:
-                raise RuntimeError(f"the API exited:\n{self.process.log_tail()}")
-            if http_ok(f"{self.url}/ready"):
-                return time.monotonic() - start
-            time.sleep(0.05)
-        raise TimeoutError(
-            f"the API was not ready after {timeout:.0f}s:\n{self.process.log_tail()}"
-        )
+        self.process.wait_until(lambda: http_ok(f"{self.url}/ready"), timeout, interval=0.05)
+        return time.monotonic() - start
 
 
 StartApi = Callable[..., Any]
@@ -58,7 +50,7 @@ def api_starter(folder: Path) -> StartApi:
     @contextmanager
     def start(model: str, tracking_uri: str, **settings: str) -> Iterator[Api]:
         port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("API_", "MLFLOW_"))}
+        env = environ_without("API_", "MLFLOW_")
         env.update(
             MLFLOW_TRACKING_URI=tracking_uri,
             API_MODEL_NAME=model,
@@ -84,14 +76,6 @@ def api_starter(folder: Path) -> StartApi:
             service_logs.unregister(f"prediction-api {url}")
 
     return start
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 class Load:
@@ -136,6 +120,10 @@ class Load:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=30)
+
+    def answered(self) -> int:
+        """Successful answers so far, over all threads."""
+        return sum(map(len, self.results))
 
     def versions(self) -> set[str]:
         return {version for results in self.results for _, version, _ in results}

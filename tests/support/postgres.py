@@ -29,7 +29,7 @@ import psycopg2
 import pytest
 
 from tests.support import service_logs
-from tests.support.processes import ServerProcess, free_port
+from tests.support.processes import ServerProcess, environ_without, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INITDB_SCRIPTS = REPO_ROOT / "postgres" / "initdb"
@@ -169,7 +169,7 @@ class PostgresCluster:
 
     def init_env(self) -> dict[str, str]:
         """The environment the official image gives /docker-entrypoint-initdb.d scripts."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "MLFLOW_"))}
+        env = environ_without("PG", "MLFLOW_")
         env.update(
             {
                 "POSTGRES_USER": SUPERUSER,

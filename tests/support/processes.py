@@ -15,6 +15,22 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def environ_without(*prefixes: str) -> dict[str, str]:
+    """This process's environment less the variables starting with any of ``prefixes``."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+
+
+def wait_until(
+    condition: Callable[[], bool], what: str, timeout: float = 60.0, interval: float = 0.1
+) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
 def free_port() -> int:
     """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -69,7 +85,9 @@ class ServerProcess:
         text = self.log_path.read_text(errors="replace")
         return "\n".join(text.splitlines()[-lines:])
 
-    def wait_until(self, ready: Callable[[], bool], timeout: float = 60.0) -> None:
+    def wait_until(
+        self, ready: Callable[[], bool], timeout: float = 60.0, interval: float = 0.2
+    ) -> None:
         """Poll ``ready`` until it holds; fail with the log tail if the process dies or stalls."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -79,7 +97,7 @@ class ServerProcess:
                 )
             if ready():
                 return
-            time.sleep(0.2)
+            time.sleep(interval)
         raise TimeoutError(f"{self.name} not ready after {timeout:.0f}s:\n{self.log_tail()}")
 
     def stop(self, timeout: float = 15.0) -> None:

@@ -6,7 +6,6 @@ storage service that comes back empty.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ import boto3
 import pytest
 
 from tests.support import service_logs
-from tests.support.processes import ServerProcess, free_port, http_ok
+from tests.support.processes import ServerProcess, environ_without, free_port, http_ok
 
 # moto accepts any credentials; fixed fake ones keep the environment of the test honest.
 ACCESS_KEY = "native-test-access-key"
@@ -52,7 +51,7 @@ class S3Server:
     def start(self) -> None:
         if self.process is not None and self.process.popen.poll() is None:
             raise RuntimeError("the S3 server is already running")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO_"))}
+        env = environ_without("AWS_", "MOTO_")
         argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
         self.process = ServerProcess("moto S3 server", argv, self.log_path, env)
         self.process.wait_until(lambda: http_ok(f"{self.url}/moto-api/"), timeout=30)

@@ -6,7 +6,6 @@ through the nginx proxy, exactly the topology of the compose stack with MinIO re
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -24,7 +23,7 @@ from tests.support.postgres import (
     create_cluster,
     destroy_cluster,
 )
-from tests.support.processes import ServerProcess, free_port, http_ok, running
+from tests.support.processes import ServerProcess, environ_without, free_port, http_ok, running
 from tests.support.s3 import S3Server
 
 ENTRYPOINT = str(Path(sys.executable).with_name("tracking-server"))
@@ -49,7 +48,7 @@ def tracking_env(
     postgres: PostgresCluster, s3: S3Server, proxy: NginxProxy, port: int, **overrides: str
 ) -> dict[str, str]:
     """Entrypoint environment: no inherited MLflow/AWS settings, one worker, no job runner."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}
+    env = environ_without("MLFLOW_", "AWS_")
     env.update(
         {
             "MLFLOW_DB_HOST": postgres.host,

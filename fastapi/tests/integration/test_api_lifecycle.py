@@ -20,9 +20,9 @@ from ml_model.train import train
 from mlflow.tracking import MlflowClient
 
 import mlflow
-from tests.support.api import Load, StartApi, wait_until
+from tests.support.api import Load, StartApi
 from tests.support.mlflow_server import MlflowServer, mlflow_server_env
-from tests.support.processes import free_port, http_ok, running
+from tests.support.processes import free_port, http_ok, running, wait_until
 
 from .conftest import CONFIGS, QUICK, Trainer
 
@@ -102,7 +102,7 @@ def test_alias_change_under_load_fails_no_request(
         api.wait_ready()
         record = api.get("/model").json()["input_example"][0]
         with Load(api.url, record) as load:
-            wait_until(lambda: sum(map(len, load.results)) > 200, "load on version 1")
+            wait_until(lambda: load.answered() > 200, "load on version 1")
             tracking.set_registered_model_alias(name, "champion", second.version)
             wait_until(lambda: "2" in load.versions(), "answers from version 2")
             time.sleep(1.0)
@@ -119,7 +119,7 @@ def test_alias_change_under_load_fails_no_request(
             assert versions == sorted(versions)
             for _, version, prediction in results:
                 assert prediction == pytest.approx(expected[version], rel=1e-6)
-        print(f"{sum(map(len, load.results))} requests, none failed")
+        print(f"{load.answered()} requests, none failed")
 
 
 def register_copy(

@@ -12,6 +12,8 @@ from ml_model.config import Task
 from prediction_api.hot import Coalescer
 from prediction_api.model import SmokeTestError
 
+from tests.support.processes import wait_until
+
 KEY = "k" * 24
 OTHER_KEY = "o" * 24
 
@@ -97,7 +99,7 @@ def test_invocations_speaks_mlflow_formats(api: Any, served: Any) -> None:
 
 
 def test_not_ready_until_a_model_appears_then_serves_without_restart(
-    api: Any, registry: Any, regression: Any, wait: Any
+    api: Any, registry: Any, regression: Any
 ) -> None:
     with api() as client:
         assert client.get("/health").json() == {"status": "ok"}
@@ -108,7 +110,7 @@ def test_not_ready_until_a_model_appears_then_serves_without_restart(
         assert_error_body(client.post("/predict", json={}), 503)
         assert_error_body(client.get("/model"), 503)
         registry.versions["1"], registry.alias = regression, "1"
-        wait(lambda: client.get("/ready").status_code == 200, "ready")
+        wait_until(lambda: client.get("/ready").status_code == 200, "ready", 10, 0.01)
         assert client.post("/predict", json=regression.input_example[0]).status_code == 200
 
 
@@ -202,7 +204,7 @@ def test_metrics(api: Any, served: Any) -> None:
 
 
 def test_openapi_follows_the_model(
-    api: Any, registry: Any, served: Any, fit: Any, load: Any, wait: Any
+    api: Any, registry: Any, served: Any, fit: Any, load: Any
 ) -> None:
     with api() as client:
         spec = client.get("/openapi.json").json()
@@ -216,18 +218,18 @@ def test_openapi_follows_the_model(
         assert body["schema"]["anyOf"][1]["maxItems"] == 10_000
         other = load(fit(Task.BINARY, numeric=2, categorical=1), version="2")
         registry.versions["2"], registry.alias = other, "2"
-        wait(lambda: client.get("/model").json()["version"] == "2", "the swap")
+        wait_until(lambda: client.get("/model").json()["version"] == "2", "the swap", 10, 0.01)
         swapped = client.get("/openapi.json").json()["components"]["schemas"]["Record"]
         assert swapped["required"] == [f.name for f in other.features]
 
 
 def test_a_broken_version_is_refused_and_the_old_one_keeps_serving(
-    api: Any, registry: Any, served: Any, wait: Any
+    api: Any, registry: Any, served: Any
 ) -> None:
     registry.versions["2"] = SmokeTestError("compiled predictions differ from pipeline.predict")
     with api() as client:
         registry.alias = "2"
-        wait(lambda: client.get("/ready").json()["refused"], "the refusal")
+        wait_until(lambda: client.get("/ready").json()["refused"], "the refusal", 10, 0.01)
         ready = client.get("/ready")
         assert ready.status_code == 200
         assert ready.json()["model"]["version"] == "1"

@@ -23,7 +23,6 @@ import ml_model
 import mlflow
 from ml_model import plots, tracking
 from ml_model.config import DataConfig, Task
-from ml_model.metrics import held_out_output
 from ml_model.pipeline import SKOPS_TRUSTED_TYPES, readable_feature_names, xgboost_model
 from ml_model.preprocessing import FeatureSchema, clean_frame
 
@@ -148,18 +147,9 @@ def log_dataset(frame: pd.DataFrame, schema: FeatureSchema, data: DataConfig) ->
     return str(dataset.digest)
 
 
-def log_plots(
-    pipeline: Pipeline,
-    task: Task,
-    X_test: pd.DataFrame,
-    y_test: pd.Series,
-    output: np.ndarray | None = None,
-) -> None:
-    """Held-out evaluation plots and feature importance under ``plots/``. ``output`` is the
-    pipeline's ``held_out_output`` on ``X_test`` where the caller has it already (predicting
-    a large test set again takes seconds)."""
-    if output is None:
-        output = held_out_output(task, pipeline, X_test)
+def log_plots(pipeline: Pipeline, task: Task, y_test: pd.Series, output: np.ndarray) -> None:
+    """Held-out evaluation plots and feature importance under ``plots/``; ``output`` is the
+    pipeline's ``held_out_output`` on the held-out rows, computed once for metrics and plots."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         y_true = np.asarray(y_test)

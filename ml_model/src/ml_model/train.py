@@ -133,7 +133,7 @@ def fit_and_log(
     with stage("log dataset and plots", timings):
         schema = pipeline.named_steps["preprocess"].schema_
         mlflow.set_tag("data_digest", run_logging.log_dataset(prepared.frame, schema, data))
-        run_logging.log_plots(pipeline, task, prepared.X_test, prepared.y_test, output)
+        run_logging.log_plots(pipeline, task, prepared.y_test, output)
     return metrics
 
 

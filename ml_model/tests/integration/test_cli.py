@@ -1,7 +1,6 @@
 """The ml-model command as users run it: one-line errors, batch scoring, registry commands,
 and the embedded default store when no tracking server is configured."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +9,7 @@ import pandas as pd
 import pytest
 
 from tests.support.mlflow_server import MlflowServer
-from tests.support.processes import free_port
+from tests.support.processes import environ_without, free_port
 
 from .conftest import Trainer
 
@@ -21,7 +20,7 @@ QUICK = ["--set", "training.cv_folds=null", "--set", "model.early_stopping_round
 def run_cli(
     *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "ML_MODEL_"))}
+    base = environ_without("MLFLOW_", "ML_MODEL_")
     return subprocess.run(  # noqa: PLW1510 - the tests read returncode
         [CLI, *args],
         capture_output=True,
@@ -157,7 +156,7 @@ def test_predict_and_registry_commands(
 def test_numpy_huge_pages_are_off_unless_the_environment_asks(
     given: str | None, huge_pages: str
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    env = environ_without("NUMPY_MADVISE_HUGEPAGE")
     if given is not None:
         env["NUMPY_MADVISE_HUGEPAGE"] = given
     code = "import ml_model.cli, numpy; print(numpy._core.multiarray._get_madvise_hugepage())"
