@@ -29,8 +29,10 @@ far less per request than either server. Per server:
   with the in-process limit below, so machine noise hits both alike) and at concurrency 2.
 
 In-process limits (no HTTP, one thread): ``pipeline.predict`` on a DataFrame vs the API's
-compiled path (validated records → predictions; also with JSON parsing and writing), one row
-(median) and ``--rows`` rows (mean). Everything shares this machine's cores, the load
+compiled path, both from parsed records (validated records → predictions) and from the JSON
+body as ``POST /predict`` takes it (typed decoding, validation, predictions, JSON answer), one
+row (median) and ``--rows`` rows (mean). The batch target is held against the faster of the
+two. Everything shares this machine's cores, the load
 generator included: compare ratios within one run, not absolute numbers across machines.
 """
 
@@ -336,8 +338,8 @@ def child_inprocess(work: Path, version: str, rows: int, seconds: float) -> dict
 
 def child_limits(work: Path, version: str, rows: int) -> None:
     """Serve in-process batch measurements on demand: each stdin line ``SECONDS`` answers one
-    JSON line with the mean seconds per ``rows``-row call of the compiled path, without and
-    with JSON parsing and writing (the HTTP batches run between these slices)."""
+    JSON line with the mean seconds per ``rows``-row call of the compiled path, from parsed
+    records and from the JSON body (the HTTP batches run between these slices)."""
 
     import pandas as pd
     from ml_model.tracking import connect
@@ -596,12 +598,12 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
     one, many = inproc["1"], inproc[str(args.rows)]
     lines.append(
         f"| one row (ms) | {one['pipeline_s'] * 1e3:.3f} | {one['ours_s'] * 1e3:.3f} "
-        f"(with JSON in/out {one['ours_json_s'] * 1e3:.3f}) | "
+        f"(from the JSON body {one['ours_json_s'] * 1e3:.3f}) | "
         f"{one['pipeline_s'] / one['ours_s']:.0f}x |"
     )
     lines.append(
         f"| {args.rows} rows (rows/s) | {args.rows / many['pipeline_s']:.0f} | "
-        f"{args.rows / many['ours_s']:.0f} (with JSON in/out "
+        f"{args.rows / many['ours_s']:.0f} (from the JSON body "
         f"{args.rows / many['ours_json_s']:.0f}) | {many['pipeline_s'] / many['ours_s']:.1f}x |"
     )
     limit, limit_json = api["batch_limit"]["ours_s"], api["batch_limit"]["ours_json_s"]
@@ -614,11 +616,12 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
         ("c=16 p99 < 10 ms", api["c16"]["p99_ms"] < 10, f"{api['c16']['p99_ms']:.2f} ms"),
         ("c=1 p50 < 1 ms", api["c1"]["p50_ms"] < 1, f"{api['c1']['p50_ms']:.3f} ms"),
         (
-            "batch rows/s >= 80 % of the in-process compiled path (measured in between)",
-            api["batch"]["rows_per_s"] >= 0.8 * limit,
-            f"{100 * api['batch']['rows_per_s'] / limit:.0f} % of {limit:.0f} rows/s "
-            f"({100 * api['batch']['rows_per_s'] / limit_json:.0f} % of {limit_json:.0f} "
-            "rows/s with JSON parsing and writing in process)",
+            "batch rows/s >= 80 % of the in-process compiled path, the faster of its two "
+            "measures (taken in between)",
+            api["batch"]["rows_per_s"] >= 0.8 * max(limit, limit_json),
+            f"{100 * api['batch']['rows_per_s'] / limit:.0f} % of {limit:.0f} rows/s from "
+            f"records, {100 * api['batch']['rows_per_s'] / limit_json:.0f} % of "
+            f"{limit_json:.0f} rows/s from the JSON body",
         ),
         (
             "ready within 5 s once MLflow is reachable (its first healthy answer → /ready 200)",

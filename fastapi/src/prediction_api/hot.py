@@ -1,8 +1,9 @@
 """The hot path: ``POST /predict`` and ``POST /invocations`` as plain ASGI.
 
 Per request: check the API key, take the current model reference once, read the body (size
-limited), parse it with orjson, validate and build the feature matrix with the model's compiled
-Validator and encoder, run the booster, write the answer with orjson. FastAPI's routing,
+limited), decode and validate it with the model's compiled Validator (``/predict`` bodies with
+its typed decoder, anything else parsed with orjson), build the feature matrix, run the booster,
+write the answer with orjson. FastAPI's routing,
 dependency solving and middleware stack would cost more than all of that for one row, so the
 app hands these two routes straight to ``PredictionService`` (their FastAPI routes remain for
 the OpenAPI document and for every other method).
@@ -114,10 +115,10 @@ def _render(model: LoadedModel, route: str, prediction: Prediction) -> bytes:
 
 
 def _batch(model: LoadedModel, route: str, body: bytes) -> Batch:
-    payload = parse_json(body)
     if route == PREDICT:
-        return model.validator.predict_body(payload)
-    return model.validator.invocations_body(payload)
+        batch = model.validator.decode_predict(body)
+        return batch if batch is not None else model.validator.predict_body(parse_json(body))
+    return model.validator.invocations_body(parse_json(body))
 
 
 def answer(model: LoadedModel, route: str, body: bytes) -> tuple[bytes, int]:

@@ -11,6 +11,7 @@ download are transient and retried on the next poll.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import tempfile
@@ -156,6 +157,17 @@ def preload_libraries() -> None:
         importlib.import_module(module)
 
 
+def freeze_heap() -> None:
+    """Collect garbage, then move every object alive now out of the garbage collector's sight
+    (``gc.freeze``). The libraries and a loaded model are some 350,000 long-lived objects:
+    left tracked, every full collection walks them all, about 0.25 s with the GIL held, which
+    stalls every request in flight (the p99 under load). Reference counting still frees a
+    frozen object once nothing refers to it, so a replaced model is released as before (it
+    holds no reference cycles)."""
+    gc.collect()
+    gc.freeze()
+
+
 # --- the manager --------------------------------------------------------------------------
 
 
@@ -182,6 +194,7 @@ class ModelManager:
     # The one place the served model changes: a single reference assignment.
     def install(self, model: LoadedModel) -> None:
         self.current = model
+        freeze_heap()
         self.metrics.model_loaded(
             model.name, model.version, model.run_id, model.loaded_at.timestamp()
         )
@@ -200,6 +213,7 @@ class ModelManager:
             preload_libraries()
         except Exception:  # reported by the first refresh, which imports them again
             logger.exception("cannot import the model loading libraries")
+        freeze_heap()
         delay = FIRST_RETRY_SECONDS
         ceiling = min(MAX_RETRY_SECONDS, self.settings.poll_interval_seconds)
         while not self._stop.is_set():

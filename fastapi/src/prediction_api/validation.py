@@ -6,6 +6,12 @@ converts them with numpy; only when that finds something wrong does the slow pat
 offending columns value by value to name each bad field and row. Both paths accept exactly the
 same inputs.
 
+``POST /predict`` bodies are first decoded by a typed JSON decoder built from the features
+(``decode_predict``): records become slotted rows with no dict per record, and the feature
+types are checked while decoding. Its rows go through the same value checks as parsed
+records; whatever it refuses (bad JSON, a wrong type, a missing or unknown field) is parsed
+again and handed to the record path, which names every problem.
+
 Value rules (the model signature's types, the trainer's cleaning rules):
 
 - numeric features: JSON numbers or null; booleans, strings and non-finite numbers (``NaN``,
@@ -20,9 +26,10 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import chain
-from operator import itemgetter
+from operator import attrgetter, itemgetter, methodcaller
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from prediction_api.errors import MAX_PROBLEMS, InputError, problem
@@ -45,17 +52,44 @@ class Batch:
     categorical: tuple[tuple[Any, ...], ...]
 
 
-Row = tuple[Any, ...]
+Column = list[Any]
+Getter = Callable[[Any], Any]
 
 
-def _row_getter(keys: Sequence[Any]) -> Callable[[Any], Row]:
-    """``record → tuple of its values at keys`` in one C call (itemgetter)."""
-    if not keys:
-        return lambda _: ()
-    if len(keys) == 1:
-        get_one = itemgetter(keys[0])
-        return lambda record: (get_one(record),)
-    return itemgetter(*keys)
+def _record_getter(feature: Feature) -> Getter:
+    """A record's value of ``feature`` in one C call: its key (the record path checks that
+    required features are present) or None when an optional one is left out."""
+    return itemgetter(feature.name) if feature.required else methodcaller("get", feature.name)
+
+
+def _columns(rows: list[Any], getters: Sequence[Getter]) -> list[Column]:
+    """One list of values per getter, taken from every row (C-level loops)."""
+    return [list(map(get, rows)) for get in getters]
+
+
+def _row_decoder(features: Sequence[Feature]) -> msgspec.json.Decoder[Any]:
+    """A JSON decoder for one record or a list of records of ``features``: numbers (integers
+    taken as floats) or null for numeric features, strings or null for categorical ones,
+    required features present, no other field. Rows hold only numbers, strings and None, so
+    the garbage collector need not track them."""
+    fields: list[tuple[Any, ...]] = []
+    for index, feature in enumerate(features):
+        kind = float | None if feature.kind is Kind.NUMERIC else str | None
+        fields.append((_slot(index), kind) if feature.required else (_slot(index), kind, None))
+    row = msgspec.defstruct(
+        "Record",
+        fields,
+        rename={_slot(i): feature.name for i, feature in enumerate(features)},
+        forbid_unknown_fields=True,
+        gc=False,
+    )
+    return msgspec.json.Decoder(list[row] | row)  # type: ignore[valid-type]
+
+
+def _slot(index: int) -> str:
+    """The decoded row's attribute for feature ``index`` (feature names need not be
+    identifiers)."""
+    return f"f{index}"
 
 
 def json_type(value: Any) -> str:
@@ -85,10 +119,20 @@ class Validator:
         self.required = tuple(f.name for f in self.features if f.required)
         self._required_set = frozenset(self.required)
         self._all_required = len(self.required) == len(self.features)
-        self.numeric_names = tuple(f.name for f in self.features if f.kind is Kind.NUMERIC)
-        self.categorical_names = tuple(f.name for f in self.features if f.kind is Kind.CATEGORICAL)
-        self._numeric_row = _row_getter(self.numeric_names)
-        self._categorical_row = _row_getter(self.categorical_names)
+        numeric = [f for f in self.features if f.kind is Kind.NUMERIC]
+        categorical = [f for f in self.features if f.kind is Kind.CATEGORICAL]
+        self.numeric_names = tuple(f.name for f in numeric)
+        self.categorical_names = tuple(f.name for f in categorical)
+        self._record_getters = (
+            tuple(map(_record_getter, numeric)),
+            tuple(map(_record_getter, categorical)),
+        )
+        slot = {f.name: attrgetter(_slot(i)) for i, f in enumerate(self.features)}
+        self._decoded_getters = (
+            tuple(slot[f.name] for f in numeric),
+            tuple(slot[f.name] for f in categorical),
+        )
+        self._decoder = _row_decoder(self.features)
 
     def _keys_ok(self, records: list[dict[str, Any]]) -> bool:
         """Every record has every required feature and no unknown key (C-level loops)."""
@@ -99,6 +143,21 @@ class Validator:
         return all(map(self._required_set.issubset, records))
 
     # --- request formats -------------------------------------------------------------------
+
+    def decode_predict(self, body: bytes) -> Batch | None:
+        """``POST /predict`` straight from its body with the typed decoder; None when the
+        decoder refuses it (the caller then parses it and uses ``predict_body``)."""
+        try:
+            decoded = self._decoder.decode(body)
+        except msgspec.MsgspecError:
+            return None
+        single = not isinstance(decoded, list)
+        rows = [decoded] if single else decoded
+        self._check_size(len(rows), ("body",))
+        numeric, categorical = self._decoded_getters
+        return self.values(
+            len(rows), _columns(rows, numeric), _columns(rows, categorical), ("body",), single
+        )
 
     def predict_body(self, payload: Any) -> Batch:
         """``POST /predict``: one record (an object) or a list of records."""
@@ -172,20 +231,20 @@ class Validator:
         """A list of records (objects keyed by feature name)."""
         self._check_size(len(records), loc)
         if all(type(r) is dict for r in records) and self._keys_ok(records):
-            if self._all_required:
-                numeric = list(map(self._numeric_row, records))
-                categorical = list(map(self._categorical_row, records))
-            else:
-                numeric = [tuple(r.get(n) for n in self.numeric_names) for r in records]
-                categorical = [tuple(r.get(n) for n in self.categorical_names) for r in records]
-            return self.values(numeric, categorical, loc, single)
+            numeric, categorical = self._record_getters
+            return self.values(
+                len(records),
+                _columns(records, numeric),
+                _columns(records, categorical),
+                loc,
+                single,
+            )
         return self._records_slow(records, loc, single)
 
     def _records_slow(self, records: list[Any], loc: tuple[Any, ...], single: bool) -> Batch:
         problems: list[dict[str, Any]] = []
         names = self.names
-        numeric: list[Row] = []
-        categorical: list[Row] = []
+        readable: list[dict[str, Any]] = []  # a record that is not an object has no values
         for row, record in enumerate(records):
             where = loc if single else (*loc, row)
             if not isinstance(record, dict):
@@ -197,8 +256,9 @@ class Validator:
                         row=row,
                     )
                 )
-                record = {}  # noqa: PLW2901 - reported; its values count as missing
+                readable.append({})
             else:
+                readable.append(record)
                 problems.extend(
                     problem((*where, name), "required feature is missing", "missing", row, name)
                     for name in self.required
@@ -209,10 +269,10 @@ class Validator:
                     for key in record
                     if key not in names
                 )
-            numeric.append(tuple(record.get(n) for n in self.numeric_names))
-            categorical.append(tuple(record.get(n) for n in self.categorical_names))
+        numeric = [[r.get(name) for r in readable] for name in self.numeric_names]
+        categorical = [[r.get(name) for r in readable] for name in self.categorical_names]
         try:
-            batch = self.values(numeric, categorical, loc, single)
+            batch = self.values(len(records), numeric, categorical, loc, single)
         except InputError as error:
             problems.extend(error.problems)
         if problems:
@@ -268,68 +328,64 @@ class Validator:
         )
         if problems:
             raise InputError(problems)
-        numeric_at = [position.get(n) for n in self.numeric_names]
-        categorical_at = [position.get(n) for n in self.categorical_names]
-        if None in numeric_at or None in categorical_at:  # optional features left out
-            numeric = [tuple(_at(r, i) for i in numeric_at) for r in data]
-            categorical = [tuple(_at(r, i) for i in categorical_at) for r in data]
-        else:
-            numeric = list(map(_row_getter(numeric_at), data))
-            categorical = list(map(_row_getter(categorical_at), data))
-        return self.values(numeric, categorical, (*loc, "data"), False)
+
+        def column(name: str) -> Column:  # an optional feature left out is missing
+            index = position.get(name)
+            return [None] * len(data) if index is None else list(map(itemgetter(index), data))
+
+        numeric = list(map(column, self.numeric_names))
+        categorical = list(map(column, self.categorical_names))
+        return self.values(len(data), numeric, categorical, (*loc, "data"), False)
 
     # --- values ---------------------------------------------------------------------------
 
     def values(
-        self, numeric: list[Row], categorical: list[Row], loc: tuple[Any, ...], single: bool
+        self,
+        rows: int,
+        numeric: list[Column],
+        categorical: list[Column],
+        loc: tuple[Any, ...],
+        single: bool,
     ) -> Batch:
-        """Check and convert the rows' values (one tuple per row and kind); raise InputError
-        naming each bad value."""
+        """Check and convert the values of ``rows`` rows, given as one column per feature
+        (``numeric_names`` and ``categorical_names`` order); raise InputError naming each bad
+        value."""
         problems: list[dict[str, Any]] = []
-        matrix = _numeric_fast(numeric, len(self.numeric_names))
+        matrix = _numeric_fast(numeric, rows)
         if matrix is None:
             matrix = np.column_stack(
                 [
-                    _numeric_slow([r[j] for r in numeric], name, loc, single, problems)
-                    for j, name in enumerate(self.numeric_names)
+                    _numeric_slow(column, name, loc, single, problems)
+                    for column, name in zip(numeric, self.numeric_names, strict=True)
                 ]
             )
         if not set(map(type, chain.from_iterable(categorical))) <= _CATEGORICAL_OK:
-            for j, name in enumerate(self.categorical_names):
-                _categorical_problems([r[j] for r in categorical], name, loc, single, problems)
+            for column, name in zip(categorical, self.categorical_names, strict=True):
+                _categorical_problems(column, name, loc, single, problems)
         if problems:
             raise InputError(sorted(problems, key=_row_order))
-        columns = tuple(zip(*categorical, strict=True)) if self.categorical_names else ()
-        return Batch(len(numeric), matrix, columns)
-
-
-def _at(row: list[Any], index: int | None) -> Any:
-    return None if index is None else row[index]
+        return Batch(rows, matrix, tuple(map(tuple, categorical)))
 
 
 def _row_order(item: dict[str, Any]) -> int:
     return -1 if item["row"] is None else int(item["row"])
 
 
-def _numeric_fast(rows: list[Row], width: int) -> np.ndarray | None:
-    """The rows as a float64 matrix when every value is a finite number or null, else None
-    (the caller then looks for the culprits value by value)."""
-    if width == 0:
-        return np.empty((len(rows), 0))
-    types = set(map(type, chain.from_iterable(rows)))
-    try:
-        if types <= _NUMBER_TYPES:
-            matrix = np.array(rows, dtype=np.float64)
-            return matrix if np.isfinite(matrix).all() else None
-        if types <= _NUMERIC_OK:
-            cells = np.array(rows, dtype=object)
-            null = cells == None  # noqa: E711 - elementwise comparison
-            cells[null] = math.nan
-            matrix = cells.astype(np.float64)
-            return matrix if (np.isfinite(matrix) | null).all() else None
-    except (OverflowError, ValueError, TypeError):  # e.g. an integer beyond float range
+def _numeric_fast(columns: list[Column], rows: int) -> np.ndarray | None:
+    """The columns as a float64 matrix (one row per row, NaN for null) when every value is a
+    finite number or null, else None (the caller then looks for the culprits value by
+    value)."""
+    if not columns:
+        return np.empty((rows, 0))
+    if not set(map(type, chain.from_iterable(columns))) <= _NUMERIC_OK:
         return None
-    return None
+    try:
+        matrix = np.array(columns, dtype=np.float64).T  # numpy reads None as NaN
+    except (OverflowError, ValueError):  # e.g. an integer beyond float range
+        return None
+    # Each null is one NaN: any other non-finite value (a NaN or Infinity token) is refused.
+    nulls = sum(column.count(None) for column in columns)
+    return matrix if np.count_nonzero(~np.isfinite(matrix)) == nulls else None
 
 
 def _where(loc: tuple[Any, ...], single: bool, row: int, name: str) -> tuple[Any, ...]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from typing import Any
 
 import pytest
@@ -105,3 +107,21 @@ def test_a_reload_does_not_wait_forever_for_another(registry: Any, timeout: floa
     with follower._refresh_lock:
         result = follower.refresh(timeout=timeout)
     assert result.outcome is Outcome.UNAVAILABLE and "in progress" in result.message
+
+
+def test_installed_models_leave_the_collectors_sight_and_replaced_ones_are_freed(
+    registry: Any, fit: Any, load: Any
+) -> None:
+    follower = manager(registry)
+    first, second = load(fit(Task.REGRESSION)), load(fit(Task.REGRESSION), version="2")
+    try:
+        follower.install(first)
+        tracked = {id(o) for o in gc.get_objects()}  # the permanent generation is not listed
+        assert id(first.compiled) not in tracked and id(first.validator) not in tracked
+        released = weakref.ref(first)
+        del first
+        follower.install(second)
+        assert follower.current is second
+        assert released() is None  # reference counting still frees a frozen model
+    finally:
+        gc.unfreeze()

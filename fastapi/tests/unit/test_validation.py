@@ -3,6 +3,7 @@ and the slow path accept exactly the same inputs."""
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -11,7 +12,8 @@ import orjson
 import pytest
 from prediction_api.errors import InputError
 from prediction_api.features import Feature, Kind
-from prediction_api.validation import Validator
+from prediction_api.http import parse_json
+from prediction_api.validation import Batch, Validator
 
 FEATURES = (
     Feature("length", Kind.NUMERIC),
@@ -76,8 +78,6 @@ def test_messages_say_what_was_expected_and_got(validator: Validator) -> None:
 
 @pytest.mark.parametrize("token", [b"NaN", b"Infinity", b"-Infinity", b"1e400"])
 def test_non_finite_numbers_are_refused_by_field(validator: Validator, token: bytes) -> None:
-    import json
-
     body = json.loads(b'[{"length": %s, "count": 1, "island": "a", "sex": "b"}]' % token)
     found = problems(validator.predict_body, body)
     assert short(found) == [(0, "length", "finite_number")]
@@ -227,9 +227,80 @@ def test_fast_and_slow_paths_agree_on_random_input(validator: Validator) -> None
             )
 
 
-def test_errors_serialize_even_with_lone_surrogates(validator: Validator) -> None:
-    import json
+def mostly_valid(feature: Feature, rng: np.random.Generator) -> Any:
+    """A valid value for ``feature`` nine times in ten, else anything ``random_value`` gives."""
+    if rng.random() < 0.1:
+        return random_value(rng)
+    if feature.kind is Kind.NUMERIC:
+        return [None, float(rng.normal()), int(rng.integers(-5, 5))][int(rng.integers(3))]
+    return [None, "Dream", " Biscoe ", "", "\u00e9"][int(rng.integers(5))]
 
+
+def reference(validator: Validator, body: bytes) -> Any:
+    """What the record path makes of a body: a Batch, or the InputError's problems."""
+    try:
+        return validator.predict_body(parse_json(body))
+    except InputError as error:
+        return error.problems
+
+
+@pytest.mark.parametrize("optional", [False, True])
+def test_typed_decoder_agrees_with_the_record_path_on_random_bodies(optional: bool) -> None:
+    features = (*FEATURES[:3], Feature("sex", Kind.CATEGORICAL, not optional, "string"))
+    wide = Validator(features, max_rows=3)
+    rng = np.random.default_rng(1)
+    decoded = 0
+    for _ in range(600):
+        records: list[Any] = []
+        for _ in range(int(rng.integers(0, 5))):
+            record = {f.name: mostly_valid(f, rng) for f in features if rng.random() > 0.03}
+            if rng.random() < 0.03:
+                record["unknown"] = 1
+            records.append(record)
+        payload: Any = records[0] if len(records) == 1 and rng.random() < 0.5 else records
+        body = json.dumps(payload).encode()  # NaN/Infinity tokens and 10**30 included
+        expected = reference(wide, body)
+        try:
+            batch = wide.decode_predict(body)
+        except InputError as error:  # only for problems the record path names the same way
+            assert error.problems == expected, body
+            continue
+        if batch is None:  # refused by the decoder: the record path decides
+            continue
+        decoded += 1
+        assert isinstance(expected, Batch), body
+        assert batch.rows == expected.rows and batch.categorical == expected.categorical
+        np.testing.assert_array_equal(batch.numeric, expected.numeric)
+    assert decoded > 50  # valid bodies do take the typed decoder
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"length": 1, "length": 2.5, "count": 3, "island": "a", "sex": null}',  # last wins
+        b'[{"length": 12345678901234567890123, "count": -0, "island": "\\u00e9", "sex": " "}]',
+    ],
+)
+def test_typed_decoder_reads_awkward_json_like_the_record_path(
+    validator: Validator, body: bytes
+) -> None:
+    batch, expected = validator.decode_predict(body), reference(validator, body)
+    assert batch is not None and isinstance(expected, Batch)
+    np.testing.assert_array_equal(batch.numeric, expected.numeric)
+    assert batch.categorical == expected.categorical
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"{", b"NaN", b"[1]", b'{"length": "1"}', b'[{"length": 1e400}]', b'{"x": 1}'],
+)
+def test_bodies_the_typed_decoder_refuses_are_left_to_the_record_path(
+    validator: Validator, body: bytes
+) -> None:
+    assert validator.decode_predict(body) is None
+
+
+def test_errors_serialize_even_with_lone_surrogates(validator: Validator) -> None:
     body = json.loads('[{"length": 1, "count": 1, "island": "a", "sex": "b", "\\ud800": 1}]')
     found = problems(validator.predict_body, body)
     from prediction_api.errors import error_body
