@@ -146,17 +146,21 @@ class Validator:
 
     def decode_predict(self, body: bytes) -> Batch | None:
         """``POST /predict`` straight from its body with the typed decoder; None when the
-        decoder refuses it (the caller then parses it and uses ``predict_body``)."""
+        decoder refuses it (the caller then parses it and uses ``predict_body``). What the
+        decoder accepts needs no value checks: it holds only finite numbers (it refuses NaN
+        and Infinity tokens and out-of-range numbers), strings and nulls, each where its
+        feature's type allows."""
         try:
             decoded = self._decoder.decode(body)
         except msgspec.MsgspecError:
             return None
-        single = not isinstance(decoded, list)
-        rows = [decoded] if single else decoded
+        rows = decoded if isinstance(decoded, list) else [decoded]
         self._check_size(len(rows), ("body",))
         numeric, categorical = self._decoded_getters
-        return self.values(
-            len(rows), _columns(rows, numeric), _columns(rows, categorical), ("body",), single
+        return Batch(
+            len(rows),
+            _float_matrix(_columns(rows, numeric), len(rows)),
+            tuple(map(tuple, _columns(rows, categorical))),
         )
 
     def predict_body(self, payload: Any) -> Batch:
@@ -371,16 +375,21 @@ def _row_order(item: dict[str, Any]) -> int:
     return -1 if item["row"] is None else int(item["row"])
 
 
+def _float_matrix(columns: list[Column], rows: int) -> np.ndarray:
+    """Columns of numbers and nulls as a float64 matrix, one row per row, NaN for null."""
+    if not columns:
+        return np.empty((rows, 0))
+    return np.array(columns, dtype=np.float64).T  # numpy reads None as NaN
+
+
 def _numeric_fast(columns: list[Column], rows: int) -> np.ndarray | None:
     """The columns as a float64 matrix (one row per row, NaN for null) when every value is a
     finite number or null, else None (the caller then looks for the culprits value by
     value)."""
-    if not columns:
-        return np.empty((rows, 0))
     if not set(map(type, chain.from_iterable(columns))) <= _NUMERIC_OK:
         return None
     try:
-        matrix = np.array(columns, dtype=np.float64).T  # numpy reads None as NaN
+        matrix = _float_matrix(columns, rows)
     except (OverflowError, ValueError):  # e.g. an integer beyond float range
         return None
     # Each null is one NaN: any other non-finite value (a NaN or Infinity token) is refused.
