@@ -32,8 +32,8 @@ In-process limits (no HTTP, one thread): ``pipeline.predict`` on a DataFrame vs 
 compiled path, both from parsed records (validated records → predictions) and from the JSON
 body as ``POST /predict`` takes it (typed decoding, validation, predictions, JSON answer), one
 row (median) and ``--rows`` rows (mean). The batch target is held against the faster of the
-two. Everything shares this machine's cores, the load
-generator included: compare ratios within one run, not absolute numbers across machines.
+two. Everything shares this machine's cores, the load generator included: compare ratios
+within one run, not absolute numbers across machines.
 """
 
 from __future__ import annotations

@@ -3,10 +3,10 @@
 Per request: check the API key, take the current model reference once, read the body (size
 limited), decode and validate it with the model's compiled Validator (``/predict`` bodies with
 its typed decoder, anything else parsed with orjson), build the feature matrix, run the booster,
-write the answer with orjson. FastAPI's routing,
-dependency solving and middleware stack would cost more than all of that for one row, so the
-app hands these two routes straight to ``PredictionService`` (their FastAPI routes remain for
-the OpenAPI document and for every other method).
+write the answer with orjson. FastAPI's routing, dependency solving and middleware stack would
+cost more than all of that for one row, so the app hands these two routes straight to
+``PredictionService`` (their FastAPI routes remain for the OpenAPI document and for every other
+method).
 
 Small requests stay on the event loop, and the booster runs once for all of them that became
 ready in the same loop turn (``Coalescer``): under concurrent load a single XGBoost call

@@ -7,10 +7,10 @@ offending columns value by value to name each bad field and row. Both paths acce
 same inputs.
 
 ``POST /predict`` bodies are first decoded by a typed JSON decoder built from the features
-(``decode_predict``): records become slotted rows with no dict per record, and the feature
-types are checked while decoding. Its rows go through the same value checks as parsed
-records; whatever it refuses (bad JSON, a wrong type, a missing or unknown field) is parsed
-again and handed to the record path, which names every problem.
+(``decode_predict``): records become slotted rows with no dict per record, and the value rules
+below are enforced while decoding, so its rows need no further checks. Whatever it refuses
+(bad JSON, a wrong type, a non-finite or out-of-range number, a missing or unknown field) is
+parsed again and handed to the record path, which names every problem.
 
 Value rules (the model signature's types, the trainer's cleaning rules):
 
