@@ -1,8 +1,10 @@
 """Serving latency and throughput: the prediction API vs ``mlflow models serve``, one model.
 
-    .venv/bin/python bench/serving.py [--duration 20] [--api-workers 1] [--mlflow-workers 2]
+    .venv/bin/python -m bench.serving [--duration 20] [--api-workers 1] [--mlflow-workers 2]
                                       [--trees 300] [--rows 1000] [--train-rows 20000]
                                       [--json results.json]
+
+(from the repository root; the children it starts run the same module from there).
 
 One run trains a regression pipeline (``--trees`` trees of depth 6 on ``ml_model.synthetic``
 mixed data: 8 numeric and 4 categorical features, one-hot encoded) into a fresh embedded store
@@ -48,16 +50,18 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from tools.processes import ServerProcess, environ_without, free_port, http_ok
+
 MODEL = "bench-serving"
 SEED = 7
+ROOT = Path(__file__).resolve().parents[1]
+MODULE = "bench.serving"  # children run ``python -m bench.serving --child ...`` from ROOT
 BIN = Path(sys.executable).parent
 
 # --- load generator (runs in its own process: --child loadgen) ------------------------------
@@ -225,6 +229,7 @@ def child_train(work: Path, trees: int, rows: int) -> dict[str, Any]:
     import logging
 
     import yaml
+
     from ml_model.config import Task, load_config
     from ml_model.synthetic import TARGET, make_dataset
     from ml_model.train import train
@@ -298,6 +303,7 @@ def child_inprocess(work: Path, version: str, rows: int, seconds: float) -> dict
     seconds per call for one row, mean seconds per call (as rows/s measures) for ``rows``."""
     import numpy as np
     import pandas as pd
+
     from ml_model.model_io import load_pipeline
     from ml_model.tracking import connect
     from prediction_api.hot import PREDICT, answer
@@ -342,6 +348,7 @@ def child_limits(work: Path, version: str, rows: int) -> None:
     records and from the JSON body (the HTTP batches run between these slices)."""
 
     import pandas as pd
+
     from ml_model.tracking import connect
     from prediction_api.hot import PREDICT, answer
     from prediction_api.manager import Target, load_target
@@ -371,8 +378,9 @@ class Limits:
 
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, __file__, *args, "--child", "limits"],
+            [sys.executable, "-m", MODULE, *args, "--child", "limits"],
             env=env,
+            cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -394,28 +402,14 @@ class Limits:
         self.process.wait(timeout=30)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float, log: Path) -> float:
-    """Seconds until ``url`` answers 200."""
+def ready_after(process: ServerProcess, url: str, timeout: float) -> float:
+    """Seconds until ``url`` answers 2xx; exits with the log tail if ``process`` dies or stalls."""
     start = time.perf_counter()
-    while time.perf_counter() - start < timeout:
-        if process.poll() is not None:
-            tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-            raise SystemExit(f"bench: server for {url} exited with {process.returncode}:\n{tail}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return time.perf_counter() - start
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.05)
-    tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-    raise SystemExit(f"bench: {url} not ready after {timeout:.0f}s:\n{tail}")
+    try:
+        process.wait_until(lambda: http_ok(url), timeout, interval=0.05)
+    except (RuntimeError, TimeoutError) as error:
+        raise SystemExit(f"bench: {error}") from None
+    return time.perf_counter() - start
 
 
 def descendants(pid: int) -> list[int]:
@@ -450,8 +444,9 @@ def cpu_seconds(pids: list[int]) -> dict[int, float]:
 
 def run_child(args: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, __file__, *args],
+        [sys.executable, "-m", MODULE, *args],
         env=env,
+        cwd=ROOT,
         stdout=subprocess.PIPE,
         check=False,
     )
@@ -475,7 +470,7 @@ def load(port: int, path: str, body: Path, concurrency: int, seconds: float, **e
 
 def measure_server(
     name: str,
-    process: subprocess.Popen[bytes],
+    process: ServerProcess,
     port: int,
     path: str,
     one: Path,
@@ -488,7 +483,7 @@ def measure_server(
     print(f"bench: {name}: concurrency 1, one row, {args.latency_seconds:g}s", file=sys.stderr)
     c1 = load(port, path, one, 1, args.latency_seconds, warmup=2.0)
     print(f"bench: {name}: concurrency 16, one row, {args.duration:g}s", file=sys.stderr)
-    pids = descendants(process.pid)
+    pids = descendants(process.popen.pid)
     before = cpu_seconds(pids)
     c16 = load(port, path, one, 16, args.duration, warmup=2.0)
     after = cpu_seconds(pids)
@@ -643,28 +638,11 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
 # --- driver -------------------------------------------------------------------------------
 
 
-def start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    handle = log.open("wb")
-    return subprocess.Popen(
-        argv, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
-    )
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    import signal
-
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=f"python -m {MODULE}",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--duration", type=float, default=20.0, help="seconds at concurrency 16")
     parser.add_argument("--latency-seconds", type=float, default=10.0, help="seconds at c=1")
@@ -706,25 +684,25 @@ def run_api(
         "API_MAX_ROWS": str(max(args.rows, 10_000)),
     }
     api_log, mlflow_log = work / "api.log", work / "mlflow-server.log"
-    api = start([str(BIN / "prediction-api")], api_env, api_log)
+    api = ServerProcess("prediction API", [str(BIN / "prediction-api")], api_log, api_env)
     tracking = None
     try:
-        started = wait_http(f"http://127.0.0.1:{port}/health", api, 120, api_log)
+        started = ready_after(api, f"http://127.0.0.1:{port}/health", 120)
         argv = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(mlflow_port)]
         argv += ["--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}", "--workers", "1"]
         argv += ["--artifacts-destination", str(home / "artifacts")]
         server_env = {**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-        tracking = start(argv, server_env, mlflow_log)
-        wait_http(f"http://127.0.0.1:{mlflow_port}/health", tracking, 300, mlflow_log)
-        ready = wait_http(f"http://127.0.0.1:{port}/ready", api, 120, api_log)
+        tracking = ServerProcess("mlflow server", argv, mlflow_log, server_env)
+        ready_after(tracking, f"http://127.0.0.1:{mlflow_port}/health", 300)
+        ready = ready_after(api, f"http://127.0.0.1:{port}/ready", 120)
         print(f"bench: API ready {ready:.2f}s after MLflow answered", file=sys.stderr)
         measured = measure_server(
             "our API", api, port, "/predict", bodies["api_one"], bodies["api_batch"], args, limits
         )
     finally:
-        stop(api)
+        api.stop()
         if tracking is not None:
-            stop(tracking)
+            tracking.stop()
     return {"health_s": started, "ready_after_mlflow_s": ready, **measured}
 
 
@@ -735,10 +713,10 @@ def run_mlflow_serve(
     argv = [str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{MODEL}/{version}"]
     argv += ["--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)]
     argv += ["--workers", str(args.mlflow_workers)]
-    log = work / "mlflow-serve.log"
-    server = start(argv, {**env, "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true"}, log)
+    serve_env = {**env, "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true"}
+    server = ServerProcess("mlflow models serve", argv, work / "mlflow-serve.log", serve_env)
     try:
-        wait_http(f"http://127.0.0.1:{port}/ping", server, 300, log)
+        ready_after(server, f"http://127.0.0.1:{port}/ping", 300)
         return measure_server(
             "mlflow models serve",
             server,
@@ -749,14 +727,14 @@ def run_mlflow_serve(
             args,
         )
     finally:
-        stop(server)
+        server.stop()
 
 
 def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         work = Path(tmp)
         home = work / "store"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "API_"))}
+        env = environ_without("MLFLOW_", "API_")
         # `mlflow models serve` execs `uvicorn` by name: the environment's own must come first.
         path = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
         env.update(ML_MODEL_HOME=str(home), MLFLOW_DISABLE_TELEMETRY="true", PATH=path)

@@ -1,7 +1,9 @@
 """Training time and peak memory: the full ``ml-model train`` path vs. plain XGBoost.
 
-    .venv/bin/python bench/train.py --rows 100000 1000000 [--device cuda] [--trees 200]
+    .venv/bin/python -m bench.train --rows 100000 1000000 [--device cuda] [--trees 200]
         [--repeat 3] [--threads N]
+
+(from the repository root; each arm runs the same module from there, in its own process).
 
 For each row count the synthetic regression table (``ml_model.synthetic``) is written to Parquet
 once, then each arm runs in its own subprocess, so its peak RSS is its own:
@@ -44,6 +46,8 @@ import ml_model.cli  # noqa: F401  (sets ml-model's environment defaults)
 SEED = 42
 MAX_DEPTH = 6
 LEARNING_RATE = 0.1
+ROOT = Path(__file__).resolve().parents[1]
+MODULE = "bench.train"  # children run ``python -m bench.train --child ...`` from ROOT
 MEMORY_HEADROOM = 0.8  # share of available memory a size's extrapolated peak may use
 
 
@@ -60,11 +64,12 @@ def child_prepare(
     """Write the table, the config and the plain arm's inputs; time the encoding alone."""
     import numpy as np
     import yaml
+    from mlflow.tracking import MlflowClient
+
     from ml_model.config import Task, TrainConfig
     from ml_model.synthetic import TARGET, make_dataset
     from ml_model.tracking import connect
     from ml_model.train import configured_pipeline, prepare
-    from mlflow.tracking import MlflowClient
 
     source = work / "data.parquet"
     make_dataset(rows, Task.REGRESSION, seed=SEED).to_parquet(source)
@@ -138,7 +143,7 @@ def child_pipeline(work: Path) -> dict[str, Any]:
 
 
 def run_child(arm: str, work: Path, args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--child", arm, "--work", str(work)]
+    command = [sys.executable, "-m", MODULE, "--child", arm, "--work", str(work)]
     command += ["--device", args.device, "--trees", str(args.trees)]
     if args.threads:
         command += ["--threads", str(args.threads)]
@@ -158,7 +163,7 @@ def run_child(arm: str, work: Path, args: argparse.Namespace, **extra: Any) -> d
         store.mkdir()
         shutil.copy(work / "store" / "mlflow.db", store)
     env["ML_MODEL_HOME"] = str(store)
-    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, env=env, check=True)
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT, check=True)
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
@@ -255,7 +260,9 @@ def print_report(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {MODULE}", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--trees", type=int, default=200)

@@ -1,7 +1,9 @@
 """The stack without Docker: train the example on the embedded store, then serve it.
 
-    python scripts/demo.py           # train, start the MLflow UI and the API, wait for Ctrl-C
-    python scripts/demo.py --check   # the same flow non-interactively: one prediction, then stop
+    python -m scripts.demo           # train, start the MLflow UI and the API, wait for Ctrl-C
+    python -m scripts.demo --check   # the same flow non-interactively: one prediction, then stop
+
+(run from the repository root, with the project's environment: .venv/bin/python -m ...)
 
 Everything lives in $ML_MODEL_HOME (default ./.mlops): the SQLite store and the artifacts.
 Ports: DEMO_MLFLOW_PORT (default 5000) and DEMO_API_PORT (default 8000); --check picks free ones.
@@ -13,13 +15,13 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
 import urllib.request
+from contextlib import ExitStack
 from pathlib import Path
+
+from tools.processes import environ_without, free_port, http_ok, running
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -27,52 +29,16 @@ CONFIG = ROOT / "ml_model" / "configs" / "regression.yaml"
 MODEL = "penguins-body-mass"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def get_json(url: str, timeout: float = 5.0) -> dict[str, object]:
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return dict(json.load(response))
 
 
-def wait_for(url: str, process: subprocess.Popen[bytes], name: str, timeout: float) -> None:
-    """Poll ``url`` until it answers 200; fail if ``process`` exits or time runs out."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"demo: {name} exited with status {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.5)
-    raise SystemExit(f"demo: {name} did not answer {url} within {timeout:.0f}s")
-
-
-def start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    handle = log.open("wb")
-    return subprocess.Popen(
-        argv, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
-    )
-
-
-def stop(processes: list[subprocess.Popen[bytes]]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m scripts.demo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--check", action="store_true", help="run once and stop")
     args = parser.parse_args()
@@ -80,7 +46,7 @@ def main() -> int:
     home = Path(os.environ.get("ML_MODEL_HOME") or ROOT / ".mlops").resolve()
     logs = home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env = environ_without("MLFLOW_TRACKING_URI")
     env.update(
         ML_MODEL_HOME=str(home),
         MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
@@ -98,37 +64,41 @@ def main() -> int:
 
     mlflow_url = f"http://127.0.0.1:{mlflow_port}"
     api_url = f"http://127.0.0.1:{api_port}"
-    processes = [
-        start(
-            [
-                str(BIN / "mlflow"),
-                "server",
-                "--backend-store-uri",
-                f"sqlite:///{home / 'mlflow.db'}",
-                "--artifacts-destination",
-                str(home / "artifacts"),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(mlflow_port),
-                "--workers",
-                "1",
-            ],
-            env,
-            logs / "mlflow.log",
-        ),
-    ]
-    try:
-        wait_for(f"{mlflow_url}/health", processes[0], "mlflow server", timeout=120)
-        api_env = {
-            **env,
-            "MLFLOW_TRACKING_URI": mlflow_url,
-            "API_MODEL_NAME": MODEL,
-            "API_PORT": str(api_port),
-            "API_HOST": "127.0.0.1",
-        }
-        processes.append(start([str(BIN / "prediction-api")], api_env, logs / "api.log"))
-        wait_for(f"{api_url}/ready", processes[1], "prediction API", timeout=120)
+    mlflow_argv = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(mlflow_port)]
+    mlflow_argv += ["--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}", "--workers", "1"]
+    mlflow_argv += ["--artifacts-destination", str(home / "artifacts")]
+    api_env = {
+        **env,
+        "MLFLOW_TRACKING_URI": mlflow_url,
+        "API_MODEL_NAME": MODEL,
+        "API_PORT": str(api_port),
+        "API_HOST": "127.0.0.1",
+    }
+    with ExitStack() as servers:  # stopped in reverse order: the API, then MLflow
+        try:
+            servers.enter_context(
+                running(
+                    "mlflow server",
+                    mlflow_argv,
+                    logs / "mlflow.log",
+                    lambda: http_ok(f"{mlflow_url}/health"),
+                    env,
+                    timeout=120,
+                )
+            )
+            servers.enter_context(
+                running(
+                    "prediction API",
+                    [str(BIN / "prediction-api")],
+                    logs / "api.log",
+                    lambda: http_ok(f"{api_url}/ready"),
+                    api_env,
+                    timeout=120,
+                )
+            )
+        except (RuntimeError, TimeoutError) as error:
+            print(f"demo: {error}", file=sys.stderr)
+            return 1
         model = get_json(f"{api_url}/model")
         example = model["input_example"]
         record = example[0] if isinstance(example, list) else example
@@ -156,8 +126,6 @@ def main() -> int:
         signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
         signal.sigwait(stop_signals)
         return 0
-    finally:
-        stop(processes)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from sklearn.pipeline import Pipeline
+
 from ml_model.config import FeaturesConfig, ModelConfig, Task
 from ml_model.fitting import fit_pipeline
 from ml_model.pipeline import build_pipeline
@@ -23,9 +25,7 @@ from prediction_api.manager import ModelManager, Target, TransientError
 from prediction_api.metrics import Metrics
 from prediction_api.model import LoadedModel, ModelFiles, build_model
 from prediction_api.settings import ApiSettings
-from sklearn.pipeline import Pipeline
-
-from tests.support.processes import wait_until
+from tools.processes import wait_until
 
 
 @dataclass(frozen=True)

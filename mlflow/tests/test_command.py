@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from mlflow.server.auth.config import read_auth_config
+
 from tracking_server.command import auth_config_text, server_command
 from tracking_server.entrypoint import main
 from tracking_server.settings import TrackingServerSettings, load_settings

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 from mlflow.server.security_utils import is_allowed_host_header
+
 from tracking_server.errors import SettingsError
 from tracking_server.settings import TrackingServerSettings, load_settings
 
@@ -149,3 +152,14 @@ def test_incomplete_auth_is_refused(
     with pytest.raises(SettingsError, match=problem) as error:
         load_settings()
     assert "eleven-char" not in str(error.value)
+
+
+def test_error_formatter_matches_the_trainers_copy() -> None:
+    """The image installs only this member, so the formatter is a copy of ml_model's (whose
+    tests cover its behaviour); the two must not drift apart."""
+    from ml_model import config
+    from tracking_server import settings
+
+    assert inspect.getsource(settings.describe_validation_error) == inspect.getsource(
+        config.describe_validation_error
+    )

@@ -1,6 +1,6 @@
-"""Fixtures of the e2e suite. `python -m tests.e2e.harness run` (make e2e) starts the engine,
+"""Fixtures of the e2e suite. `python -m tools.e2e run` (make e2e) starts the engine,
 builds the images, writes the stack's env file and runs this suite; `pytest tests/e2e` alone
-works too once `python -m tests.e2e.harness images` has built the images."""
+works too once `python -m tools.e2e images` has built the images."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import compose, engine, images
-from tests.e2e.harness.proc import LOG_DIR
 from tests.e2e.helpers import Scenario
+from tools.e2e import compose, engine, images
+from tools.e2e.proc import LOG_DIR
 
 # Set by the harness: a missing engine or image is then a failure, not a reason to skip.
 UNDER_HARNESS = os.environ.get("MLOPS_E2E_HARNESS") == "1"
@@ -21,7 +21,7 @@ UNDER_HARNESS = os.environ.get("MLOPS_E2E_HARNESS") == "1"
 def _cannot_run(why: str) -> None:
     if UNDER_HARNESS:
         pytest.fail(why)
-    pytest.skip(f"{why}; `python -m tests.e2e.harness run` prepares everything")
+    pytest.skip(f"{why}; `python -m tools.e2e run` prepares everything")
 
 
 @pytest.fixture(scope="session")

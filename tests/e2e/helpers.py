@@ -6,7 +6,6 @@ import json
 import re
 import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -17,9 +16,10 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
-from tests.e2e.harness import compose
-from tests.e2e.harness.engine import docker_cli
-from tests.e2e.harness.proc import run, tail
+from tools.e2e import compose
+from tools.e2e.engine import docker_cli
+from tools.e2e.proc import run, tail
+from tools.processes import poll
 
 T = TypeVar("T")
 TRAIN_CONFIG = "/app/ml_model/configs/regression.yaml"
@@ -47,15 +47,10 @@ def wait_for(
 ) -> T:
     """Call ``probe`` until it returns something other than None; fail after ``timeout``
     (``what`` may be a function, to describe what is still missing at that point)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value is not None:
-            return value
-        if time.monotonic() > deadline:
-            description = what if isinstance(what, str) else what()
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {description}")
-        time.sleep(interval)
+    try:
+        return poll(probe, what, timeout, interval)
+    except TimeoutError as error:
+        pytest.fail(str(error))
 
 
 # --- compose services and containers ------------------------------------------------------------

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+from tests.support.nginx import nginx_proxy, proxy_env
+from tests.support.s3 import ACCESS_KEY, SECRET_KEY, S3Server
+from tools.processes import free_port
 from tracking_server.errors import StartupError
 from tracking_server.settings import TrackingServerSettings
 from tracking_server.storage import ensure_bucket
-
-from tests.support.nginx import nginx_proxy, proxy_env
-from tests.support.processes import free_port
-from tests.support.s3 import ACCESS_KEY, SECRET_KEY, S3Server
 
 
 def _settings(endpoint: str, **extra: object) -> TrackingServerSettings:
@@ -26,7 +26,7 @@ def _settings(endpoint: str, **extra: object) -> TrackingServerSettings:
 
 
 def test_bucket_waits_for_s3_behind_the_proxy_then_is_created_once(tmp_path: Path) -> None:
-    s3 = S3Server(port=free_port(), log_path=tmp_path / "moto.log")
+    s3 = S3Server(port=free_port(), log_path=tmp_path / "s3.log")
     with nginx_proxy(tmp_path / "nginx", proxy_env(s3.port, s3.port)) as proxy:
         reports: list[str] = []
         with pytest.raises(StartupError, match=r"not ready after 3s: HTTP 502"):

@@ -11,10 +11,10 @@ from alembic.script import ScriptDirectory
 from mlflow.store.db.utils import _get_alembic_config, _get_latest_schema_revision
 from mlflow.store.tracking.dbmodels.initial_models import Base as InitialBase
 from sqlalchemy.engine import URL
-from tracking_server.database import migrate, migration_lock
-from tracking_server.errors import StartupError
 
 from tests.support.postgres import MLFLOW_ROLE, PostgresCluster
+from tracking_server.database import migrate, migration_lock
+from tracking_server.errors import StartupError
 
 
 def _fresh_database(cluster: PostgresCluster) -> URL:

@@ -14,8 +14,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.support.nginx import TEMPLATE, NginxProxy, nginx_proxy, proxy_env, render_template
-from tests.support.processes import free_port
 from tests.support.s3 import S3Server, s3_client
+from tools.processes import free_port
 
 BIG_BODY = 20 * 1024 * 1024
 
@@ -71,12 +71,13 @@ def test_template_uses_only_documented_variables() -> None:
     assert "${" not in rendered
 
 
-def test_health_endpoint(s3_proxy: NginxProxy) -> None:
+def test_health_endpoint_checks_minio_through_the_proxy(s3_proxy: NginxProxy) -> None:
     connection = http.client.HTTPConnection(s3_proxy.health_url.split("/")[2], timeout=10)
     try:
         connection.request("GET", "/nginx-health")
         response = connection.getresponse()
-        assert (response.status, response.read()) == (200, b"ok\n")
+        response.read()
+        assert response.status == 200  # and 502 once MinIO is gone: test_nginx_follows_minio
         connection.request("GET", "/")
         assert connection.getresponse().status == 404
     finally:

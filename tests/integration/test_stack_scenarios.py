@@ -16,18 +16,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 import requests
-from ml_model.model_io import load_pipeline
 from mlflow.tracking import MlflowClient
 
-import mlflow
+from ml_model.model_io import load_pipeline
 from tests.support.api import Api, Load, api_starter
 from tests.support.postgres import REPO_ROOT
-from tests.support.processes import environ_without, wait_until
 from tests.support.tracking import TrackingStack, private_stack
+from tools.processes import environ_without, wait_until
+
+# Whole-stack scenarios: each takes 30-60 s on a 2-core machine.
+pytestmark = pytest.mark.slow
 
 TRAINER = str(Path(sys.executable).with_name("ml-model"))
 CONFIGS = REPO_ROOT / "ml_model" / "configs"

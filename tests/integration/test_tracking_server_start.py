@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-from tracking_server.database import MIGRATION_LOCK_KEY
 
 from tests.support.postgres import (
     MLFLOW_AUTH_DB,
@@ -18,7 +17,6 @@ from tests.support.postgres import (
     create_cluster,
     destroy_cluster,
 )
-from tests.support.processes import ServerProcess, environ_without, free_port, http_ok
 from tests.support.tracking import (
     ENTRYPOINT,
     TrackingStack,
@@ -26,6 +24,8 @@ from tests.support.tracking import (
     tracking_env,
     tracking_server,
 )
+from tools.processes import ServerProcess, environ_without, free_port, http_ok
+from tracking_server.database import MIGRATION_LOCK_KEY
 
 SEARCH = "/api/2.0/mlflow/experiments/search?max_results=1"
 ADMIN_PASSWORD = "admin-password-for-tests"

@@ -16,7 +16,7 @@ from typing import Any
 import requests
 
 from tests.support import service_logs
-from tests.support.processes import ServerProcess, environ_without, free_port, http_ok, running
+from tools.processes import ServerProcess, environ_without, free_port, http_ok, running
 
 ENTRYPOINT = str(Path(sys.executable).with_name("prediction-api"))
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import ServerProcess, free_port, http_ok, running
+from tools.processes import ServerProcess, free_port, http_ok, running
 
 
 @dataclass(frozen=True)

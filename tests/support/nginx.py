@@ -14,13 +14,14 @@ import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from tests.support import service_logs
-from tests.support.processes import ServerProcess, free_port, http_ok, running
 from tests.support.s3 import S3Server
+from tools.processes import ServerProcess, free_port, port_open, running
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO_ROOT / "nginx" / "templates" / "default.conf.template"
@@ -79,6 +80,8 @@ def proxy_env(upstream_port: int, console_port: int, **overrides: str) -> dict[s
     """Template variables for a proxy on free loopback ports in front of 127.0.0.1 upstreams."""
     env = {
         "MINIO_HOST": "127.0.0.1",
+        # Unused while MINIO_HOST is an address; a test that moves a name sets its DNS server.
+        "NGINX_LOCAL_RESOLVERS": "127.0.0.1",
         "MINIO_S3_PORT": str(upstream_port),
         "MINIO_CONSOLE_PORT": str(console_port),
         "NGINX_S3_PORT": str(free_port()),
@@ -102,7 +105,9 @@ def nginx_proxy(root: Path, env: Mapping[str, str]) -> Iterator[NginxProxy]:
     config.write_text(top_level_config(root))
     argv = ["nginx", "-p", str(root), "-c", str(config), "-e", "stderr"]
     health = f"http://127.0.0.1:{env['NGINX_HEALTH_PORT']}/nginx-health"
-    with running("nginx", argv, root / "nginx.log", lambda: http_ok(health), timeout=30) as process:
+    # nginx is up once it listens; its health endpoint is green only while MinIO answers too.
+    listening = partial(port_open, int(env["NGINX_HEALTH_PORT"]))
+    with running("nginx", argv, root / "nginx.log", listening, timeout=30) as process:
         yield NginxProxy(
             s3_url=f"http://127.0.0.1:{env['NGINX_S3_PORT']}",
             console_url=f"http://127.0.0.1:{env['NGINX_CONSOLE_PORT']}",
@@ -115,7 +120,7 @@ def nginx_proxy(root: Path, env: Mapping[str, str]) -> Iterator[NginxProxy]:
 @pytest.fixture(scope="session")
 def s3_proxy(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NginxProxy]:
     """nginx with the project's template in front of the S3 server (console upstream: the same
-    server, as moto has no console)."""
+    server's S3 port)."""
     root = tmp_path_factory.mktemp("nginx")
     with nginx_proxy(root, proxy_env(s3_server.port, s3_server.port)) as proxy:
         service_logs.register("nginx", root / "nginx.log")

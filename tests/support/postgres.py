@@ -29,7 +29,8 @@ import psycopg2
 import pytest
 
 from tests.support import service_logs
-from tests.support.processes import ServerProcess, environ_without, free_port
+from tools import prereqs
+from tools.processes import ServerProcess, environ_without, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INITDB_SCRIPTS = REPO_ROOT / "postgres" / "initdb"
@@ -61,6 +62,15 @@ def _service_account() -> pwd.struct_passwd | None:
         except KeyError:
             continue
     raise RuntimeError("running as root and no 'postgres' or 'nobody' account to run PostgreSQL")
+
+
+def server_binary(name: str) -> str:
+    """PostgreSQL's server program ``name`` (Debian keeps them off PATH, in
+    /usr/lib/postgresql/<major>/bin; tools.prereqs looks there too)."""
+    path = prereqs.find(name)
+    if path is None:
+        raise RuntimeError(f"{name} not found: install PostgreSQL's server (`make setup`)")
+    return path
 
 
 def _as_account(argv: Sequence[str], account: pwd.struct_passwd | None) -> list[str]:
@@ -97,7 +107,7 @@ class PostgresCluster:
         if self.process is not None and self.process.popen.poll() is None:
             raise RuntimeError("PostgreSQL is already running")
         argv = [
-            "postgres",
+            server_binary("postgres"),
             "-D",
             str(self.data_dir),
             "-p",
@@ -240,7 +250,7 @@ def create_cluster(logs: Path) -> PostgresCluster:
         os.chown(root, account.pw_uid, account.pw_gid)
         os.chown(password_file, account.pw_uid, account.pw_gid)
     initdb = [
-        "initdb",
+        server_binary("initdb"),
         "-D",
         str(cluster.data_dir),
         "-U",

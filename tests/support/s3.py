@@ -1,4 +1,6 @@
-"""An S3 server for native tests: moto in server mode, the stand-in for MinIO.
+"""An S3 server for native tests: the MinIO stand-in (moto's S3 API behind MinIO's command line
+and health endpoints, ``tools/e2e/images/minio/minio.py``), the one the e2e ring runs in a
+container.
 
 moto keeps its buckets in memory: stopping the server loses them, which tests use to simulate a
 storage service that comes back empty.
@@ -16,8 +18,11 @@ import boto3
 import pytest
 
 from tests.support import service_logs
-from tests.support.processes import ServerProcess, environ_without, free_port, http_ok
+from tools.processes import ServerProcess, environ_without, free_port, http_ok
 
+MINIO_STAND_IN = (
+    Path(__file__).resolve().parents[2] / "tools" / "e2e" / "images" / "minio" / "minio.py"
+)
 # moto accepts any credentials; fixed fake ones keep the environment of the test honest.
 ACCESS_KEY = "native-test-access-key"
 SECRET_KEY = "native-test-secret-key"
@@ -36,25 +41,32 @@ def s3_client(endpoint_url: str) -> Any:
 
 @dataclass
 class S3Server:
-    """moto listening on 127.0.0.1:``port``; ``client()`` talks to it directly, not via nginx."""
+    """The stand-in listening on ``host:port`` (any loopback address); ``client()`` talks to it
+    directly, not via nginx."""
 
     port: int
     log_path: Path
+    host: str = "127.0.0.1"
     access_key: str = ACCESS_KEY
     secret_key: str = SECRET_KEY
     process: ServerProcess | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self) -> None:
         if self.process is not None and self.process.popen.poll() is None:
             raise RuntimeError("the S3 server is already running")
-        env = environ_without("AWS_", "MOTO_")
-        argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
-        self.process = ServerProcess("moto S3 server", argv, self.log_path, env)
-        self.process.wait_until(lambda: http_ok(f"{self.url}/moto-api/"), timeout=30)
+        env = environ_without("AWS_", "MOTO_", "MINIO_")
+        data = self.log_path.parent / f"minio-data-{self.host}-{self.port}"
+        argv = [
+            sys.executable, str(MINIO_STAND_IN), "server", str(data),
+            "--address", f"{self.host}:{self.port}",
+            "--console-address", f"{self.host}:{free_port()}",
+        ]  # fmt: skip
+        self.process = ServerProcess("S3 server (MinIO stand-in)", argv, self.log_path, env)
+        self.process.wait_until(lambda: http_ok(f"{self.url}/minio/health/live"), timeout=30)
 
     def stop(self) -> None:
         if self.process is not None:
@@ -82,8 +94,9 @@ class S3Server:
 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    """moto S3 for the session; restartable mid-test (its buckets do not survive a restart)."""
-    server = S3Server(port=free_port(), log_path=tmp_path_factory.mktemp("s3") / "moto.log")
+    """The S3 server for the session; restartable mid-test (its buckets do not survive a
+    restart)."""
+    server = S3Server(port=free_port(), log_path=tmp_path_factory.mktemp("s3") / "s3.log")
     server.start()
     service_logs.register("S3 server", server.log_path)
     try:

@@ -1,7 +1,7 @@
 """The tracking server started natively through the image's entrypoint (``tracking-server``).
 
 It logs in to the PostgreSQL fixture as the init scripts' ``mlflow`` role and reaches S3 only
-through the nginx proxy, exactly the topology of the compose stack with MinIO replaced by moto.
+through the nginx proxy: the topology of the compose stack, MinIO replaced by its stand-in.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from tests.support.postgres import (
     create_cluster,
     destroy_cluster,
 )
-from tests.support.processes import ServerProcess, environ_without, free_port, http_ok, running
 from tests.support.s3 import S3Server
+from tools.processes import ServerProcess, environ_without, free_port, http_ok, running
 
 ENTRYPOINT = str(Path(sys.executable).with_name("tracking-server"))
 BUCKET = "mlflow-artifacts"
@@ -128,7 +128,7 @@ def private_stack(root: Path) -> Iterator[TrackingStack]:
     """A whole stack of its own (PostgreSQL, S3, nginx, tracking server), for tests that stop
     or restart its services without disturbing the session's shared one."""
     cluster = create_cluster(root / "postgres")
-    s3 = S3Server(port=free_port(), log_path=root / "s3" / "moto.log")
+    s3 = S3Server(port=free_port(), log_path=root / "s3" / "s3.log")
     try:
         s3.log_path.parent.mkdir(parents=True)
         s3.start()

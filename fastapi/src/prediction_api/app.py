@@ -13,12 +13,12 @@ from importlib import metadata
 from typing import Any
 
 import orjson
+from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from fastapi import FastAPI, Request
 from prediction_api import schemas
 from prediction_api.errors import ApiError, error_response, problem
 from prediction_api.hot import HOT_PATHS, PredictionService

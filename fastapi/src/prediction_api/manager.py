@@ -79,10 +79,11 @@ class RegistryState:
 
 def resolve_alias(settings: ApiSettings) -> Target:
     """The version the alias points to; TransientError when MLflow cannot say."""
-    from ml_model.errors import UserError
-    from ml_model.tracking import connect
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
+
+    from ml_model.errors import UserError
+    from ml_model.tracking import connect
 
     if settings.tracking_uri:
         os.environ["MLFLOW_TRACKING_URI"] = settings.tracking_uri
@@ -107,10 +108,11 @@ def resolve_alias(settings: ApiSettings) -> Target:
 def load_target(settings: ApiSettings, target: Target) -> LoadedModel:
     """Download, load, compile and smoke-test a version. TransientError when the files cannot
     be fetched; any other exception means the version itself cannot be served."""
-    from ml_model.errors import UserError
-    from ml_model.model_io import download_model, load_pipeline_dir
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
+
+    from ml_model.errors import UserError
+    from ml_model.model_io import download_model, load_pipeline_dir
 
     uri = f"models:/{settings.model_name}/{target.version}"
     started = time.perf_counter()

@@ -11,9 +11,9 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
+from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from fastapi import FastAPI
 from prediction_api.features import (
     invocations_body_schema,
     predict_body_schema,

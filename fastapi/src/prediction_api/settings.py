@@ -11,6 +11,8 @@ from typing import Annotated
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from ml_model.config import describe_validation_error
+
 MIN_API_KEY_LENGTH = 16
 
 
@@ -123,19 +125,5 @@ def load_settings(**overrides: object) -> ApiSettings:
     try:
         return ApiSettings(**overrides)  # type: ignore[arg-type]
     except ValidationError as error:
-        raise SettingsError(describe(error)) from None
-
-
-def describe(error: ValidationError) -> str:
-    """``invalid settings: API_PORT: Input should be ... (got '0')`` for each problem."""
-    problems = []
-    for item in error.errors():
-        name = ".".join(str(part) for part in item["loc"])
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "missing":
-            problems.append(f"{name} must be set")
-        elif name in _SECRET_FIELDS or not name:
-            problems.append(f"{name}: {message}" if name else message)
-        else:
-            problems.append(f"{name}: {message} (got {item['input']!r})")
-    return "invalid settings: " + "; ".join(problems)
+        problems = describe_validation_error(error, show_input=True, secret=_SECRET_FIELDS)
+        raise SettingsError(f"invalid settings: {problems}") from None

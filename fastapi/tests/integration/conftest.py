@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import mlflow
 import pytest
-from ml_model.config import load_config
-from ml_model.train import TrainResult, train
 from mlflow.tracking import MlflowClient
 
-import mlflow
+from ml_model.config import load_config
+from ml_model.train import TrainResult, train
 from tests.support.api import StartApi, api_starter
 from tests.support.mlflow_server import MlflowServer
 

@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-from ml_model.model_io import load_pipeline
 from schemathesis import GenerationMode
 from schemathesis.checks import (
     content_type_conformance,
@@ -22,6 +21,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
+from ml_model.model_io import load_pipeline
 from tests.support.api import Api, StartApi
 from tests.support.mlflow_server import MlflowServer
 

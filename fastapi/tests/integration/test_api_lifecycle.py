@@ -11,18 +11,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow.tracking import MlflowClient
+
 from ml_model.config import load_config
 from ml_model.model_io import download_model, load_pipeline
 from ml_model.train import train
-from mlflow.tracking import MlflowClient
-
-import mlflow
 from tests.support.api import Load, StartApi
 from tests.support.mlflow_server import MlflowServer, mlflow_server_env
-from tests.support.processes import free_port, http_ok, running, wait_until
+from tools.processes import free_port, http_ok, running, wait_until
 
 from .conftest import CONFIGS, QUICK, Trainer
 
@@ -32,6 +32,7 @@ def pipeline_predictions(name: str, version: str, records: list[dict[str, Any]])
     return np.asarray(load_pipeline(f"models:/{name}/{version}").predict(frame))
 
 
+@pytest.mark.slow
 def test_starts_without_mlflow_and_serves_once_a_model_is_registered(
     start_api: StartApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

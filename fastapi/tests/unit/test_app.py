@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from ml_model.config import Task
 from prediction_api.hot import Coalescer
 from prediction_api.model import SmokeTestError
-
-from tests.support.processes import wait_until
+from tools.processes import wait_until
 
 KEY = "k" * 24
 OTHER_KEY = "o" * 24

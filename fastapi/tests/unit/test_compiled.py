@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from ml_model.config import Task
 from prediction_api.booster import BoosterCall
 from prediction_api.compiled import CompileError, compile_pipeline

@@ -7,6 +7,7 @@ import weakref
 from typing import Any
 
 import pytest
+
 from ml_model.config import Task
 from prediction_api.manager import MAX_RETRY_SECONDS, ModelManager, Outcome
 from prediction_api.metrics import Metrics

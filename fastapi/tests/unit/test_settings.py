@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from prediction_api.settings import SettingsError, load_settings
 
 ENTRYPOINT = str(Path(sys.executable).with_name("prediction-api"))

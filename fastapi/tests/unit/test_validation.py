@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
+
 from prediction_api.errors import InputError
 from prediction_api.features import Feature, Kind
 from prediction_api.http import parse_json

@@ -50,7 +50,9 @@ def reporting_errors(command: F) -> F:
         except (typer.Exit, typer.Abort):
             raise
         except Exception as exc:
-            if os.environ.get("ML_MODEL_DEBUG"):
+            from ml_model.settings import load_settings
+
+            if load_settings().debug:
                 raise
             typer.echo(f"error: {_one_line(exc)}", err=True)
             raise typer.Exit(1) from None

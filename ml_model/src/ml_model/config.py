@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Collection
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -195,16 +196,29 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
-def _format_validation_error(exc: ValidationError) -> str:
+def describe_validation_error(
+    error: ValidationError, *, show_input: bool = False, secret: Collection[str] = ()
+) -> str:
+    """Each problem as ``where: message`` (``where must be set`` when missing; a bare message
+    when it concerns the whole model), joined by ``; `` on one line. With ``show_input`` the
+    offending value follows as ``(got ...)``, except for the names in ``secret``."""
     problems = []
-    for error in exc.errors():
-        where = ".".join(str(part) for part in error["loc"]) or "config"
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"])
+        if item["type"] == "missing":
+            problems.append(f"{where} must be set")
+            continue
         message = (
             "unknown key"
-            if error["type"] == "extra_forbidden"
-            else error["msg"].removeprefix("Value error, ")
+            if item["type"] == "extra_forbidden"
+            else item["msg"].removeprefix("Value error, ")
         )
-        problems.append(f"{where}: {message}")
+        if not where:
+            problems.append(message)
+        elif show_input and where not in secret:
+            problems.append(f"{where}: {message} (got {item['input']!r})")
+        else:
+            problems.append(f"{where}: {message}")
     return "; ".join(problems)
 
 
@@ -223,7 +237,7 @@ def load_config(path: Path, overrides: list[str] | None = None) -> TrainConfig:
     try:
         config = TrainConfig.model_validate(raw)
     except ValidationError as exc:
-        raise UserError(f"invalid config {path}: {_format_validation_error(exc)}") from None
+        raise UserError(f"invalid config {path}: {describe_validation_error(exc)}") from None
     source = config.data.source
     if source is not None and "://" not in source and not Path(source).is_absolute():
         resolved = str((path.parent / source).resolve())

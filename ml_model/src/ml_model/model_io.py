@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import mlflow
 import skops.io
 import yaml
 from mlflow.exceptions import MlflowException
 from sklearn.pipeline import Pipeline
 from skops.io.exceptions import UntrustedTypesFoundException
 
-import mlflow
 from ml_model.errors import UserError
 from ml_model.pipeline import SKOPS_TRUSTED_TYPES
 

@@ -8,6 +8,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pandas as pd
 import sqlalchemy
@@ -20,7 +21,6 @@ from mlflow.types.utils import _infer_schema
 from sklearn.pipeline import Pipeline
 
 import ml_model
-import mlflow
 from ml_model import plots, tracking
 from ml_model.config import DataConfig, Task
 from ml_model.pipeline import SKOPS_TRUSTED_TYPES, readable_feature_names, xgboost_model

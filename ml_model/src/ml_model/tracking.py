@@ -10,21 +10,20 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import pandas as pd
 import requests
 
-import mlflow
 from ml_model.errors import UserError
 from ml_model.preprocessing import FeatureSchema
+from ml_model.settings import load_settings
 
-HOME_ENV = "ML_MODEL_HOME"
-DEFAULT_HOME = ".mlops"
 LIBRARIES = ("mlflow", "scikit-learn", "xgboost", "pandas", "numpy", "scipy", "skops")
 
 
 def embedded_home() -> Path:
     """Folder of the embedded store: ``$ML_MODEL_HOME``, else ``./.mlops``."""
-    return Path(os.environ.get(HOME_ENV) or DEFAULT_HOME).resolve()
+    return load_settings().home.resolve()
 
 
 def embedded_uri() -> str:
@@ -33,7 +32,7 @@ def embedded_uri() -> str:
 
 def tracking_uri() -> str:
     """``$MLFLOW_TRACKING_URI`` when set, else the embedded SQLite store (created on demand)."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    uri = load_settings().tracking_uri
     if uri:
         return uri
     embedded_home().mkdir(parents=True, exist_ok=True)
@@ -100,7 +99,7 @@ def git_commit() -> str:
             cwd=Path(__file__).parent,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return os.environ.get("GIT_COMMIT", "unknown")
+        return load_settings().git_commit
 
 
 def library_versions() -> dict[str, str]:

@@ -10,12 +10,12 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 import yaml
 from mlflow.tracking import MlflowClient
 from sklearn.pipeline import Pipeline
 
-import mlflow
 from ml_model import registry, run_logging, tracking
 from ml_model.config import Task, TrainConfig, flatten
 from ml_model.data import load_data

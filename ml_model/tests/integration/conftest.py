@@ -3,12 +3,12 @@
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import mlflow
 import pytest
-from ml_model.config import load_config
-from ml_model.train import TrainResult, train
 from mlflow.tracking import MlflowClient
 
-import mlflow
+from ml_model.config import load_config
+from ml_model.train import TrainResult, train
 from tests.support.mlflow_server import MlflowServer
 
 # Small, fast settings shared by the integration runs; every test names its own model.

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from tests.support.mlflow_server import MlflowServer
-from tests.support.processes import environ_without, free_port
+from tools.processes import environ_without, free_port
 
 from .conftest import Trainer
 
@@ -83,6 +83,7 @@ def test_embedded_default_store(configs_dir: Path, tmp_path: Path) -> None:
     assert "champion" in listed.stdout
 
 
+@pytest.mark.slow
 def test_predict_and_registry_commands(
     train_config: Trainer, mlflow_server: MlflowServer, penguins_csv: Path, tmp_path: Path
 ) -> None:

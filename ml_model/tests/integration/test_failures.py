@@ -2,15 +2,15 @@
 
 from pathlib import Path
 
+import mlflow
 import pytest
-from ml_model.config import load_config
-from ml_model.train import train
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-import mlflow
+from ml_model.config import load_config
+from ml_model.train import train
 from tests.support.mlflow_server import start_mlflow_server
-from tests.support.processes import free_port
+from tools.processes import free_port
 
 from .conftest import QUICK
 

@@ -5,11 +5,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow.tracking import MlflowClient
+
 from ml_model.config import load_config
 from ml_model.model_io import load_pipeline
 from ml_model.train import train
 from ml_model.xgboost_checks import cuda_available
-from mlflow.tracking import MlflowClient
 
 from .conftest import QUICK
 

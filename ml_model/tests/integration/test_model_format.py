@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import requests
-from ml_model.model_io import load_pipeline
 
+from ml_model.model_io import load_pipeline
 from tests.support.mlflow_server import MlflowServer
-from tests.support.processes import free_port, http_ok, running
+from tools.processes import free_port, http_ok, running
 
 from .conftest import Trainer
 

@@ -3,10 +3,10 @@
 import json
 from pathlib import Path
 
+import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-import mlflow
 from ml_model import registry
 
 from .conftest import Trainer

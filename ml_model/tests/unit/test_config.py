@@ -1,10 +1,15 @@
 """Config loading: the bundled examples load, bad keys and values fail naming the key."""
 
+from __future__ import annotations
+
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
-from ml_model.config import Task, apply_overrides, flatten, load_config
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from ml_model.config import Task, apply_overrides, describe_validation_error, flatten, load_config
 from ml_model.errors import UserError
 
 MINIMAL = {
@@ -71,13 +76,62 @@ def test_defaults_and_relative_source_resolution(tmp_path: Path) -> None:
             },
             "both numeric and categorical",
         ),
-        ({"mlflow": {"experiment": "e"}}, "mlflow.registered_model: Field required"),
+        ({"mlflow": {"experiment": "e"}}, "mlflow.registered_model must be set"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, patch: dict, expected: str) -> None:
     with pytest.raises(UserError, match="invalid config") as caught:
         load_config(write(tmp_path, {**MINIMAL, **patch}))
     assert expected in str(caught.value)
+
+
+def test_config_errors_never_echo_values(tmp_path: Path) -> None:
+    raw = {**MINIMAL, "data": {"query": "select 1", "sql_url": ["postgresql://u:secret@db"]}}
+    with pytest.raises(UserError) as caught:
+        load_config(write(tmp_path, raw))
+    assert "data.sql_url: Input should be a valid string" in str(caught.value)
+    assert "secret" not in str(caught.value)
+
+
+class _Example(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    port: int
+    key: str = ""
+
+    @model_validator(mode="after")
+    def _whole(self) -> _Example:
+        if self.key == "whole":
+            raise ValueError("a problem of the whole model")
+        return self
+
+
+NOT_AN_INTEGER = "port: Input should be a valid integer, unable to parse string as an integer"
+
+
+@pytest.mark.parametrize(
+    ("raw", "options", "expected"),
+    [
+        ({}, {}, "port must be set"),
+        ({"port": 1, "prot": 2}, {}, "prot: unknown key"),
+        ({"port": "x"}, {}, NOT_AN_INTEGER),
+        ({"port": "x"}, {"show_input": True}, f"{NOT_AN_INTEGER} (got 'x')"),
+        ({"port": 1, "key": "whole"}, {"show_input": True}, "a problem of the whole model"),
+        (
+            {"port": "x", "key": 3},
+            {"show_input": True, "secret": {"key"}},
+            f"{NOT_AN_INTEGER} (got 'x'); key: Input should be a valid string",
+        ),
+    ],
+)
+def test_validation_errors_read_as_one_line(
+    raw: dict[str, Any], options: dict[str, Any], expected: str
+) -> None:
+    """The formatter the API's settings reuse (the tracking server keeps an identical copy,
+    checked in mlflow/tests/test_settings.py)."""
+    with pytest.raises(ValidationError) as caught:
+        _Example.model_validate(raw)
+    assert describe_validation_error(caught.value, **options) == expected
 
 
 def test_overrides_set_nested_values_parsed_as_yaml(tmp_path: Path) -> None:

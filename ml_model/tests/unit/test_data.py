@@ -5,10 +5,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlalchemy
-from ml_model.config import DataConfig
-from ml_model.errors import UserError
 
+from ml_model.config import DataConfig
 from ml_model.data import file_format, load_data
+from ml_model.errors import UserError
 
 
 def test_penguins_csv_loads_without_unlabelled_rows(penguins_csv: Path) -> None:

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+
 from ml_model.metrics import classification_metrics, regression_metrics
 from ml_model.registry import decide
 

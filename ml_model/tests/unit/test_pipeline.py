@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import skops.io
+
 from ml_model.config import FeaturesConfig, ModelConfig, Task
 from ml_model.pipeline import (
     SKOPS_TRUSTED_TYPES,

@@ -3,9 +3,10 @@
 import numpy as np
 import pandas as pd
 import pytest
-from ml_model.preprocessing import DataPreprocessor, infer_schema
 from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from ml_model.preprocessing import DataPreprocessor, infer_schema
 
 # transform returns a DataFrame (typed columns drive the ColumnTransformer's selectors) whose
 # numeric columns are always float64, so training and serving see one dtype; the dtype-

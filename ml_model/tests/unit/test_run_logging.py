@@ -3,10 +3,11 @@
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow.data.pandas_dataset import from_pandas
+
 from ml_model.config import Task
 from ml_model.run_logging import dataset_digest, dataset_schema
 from ml_model.synthetic import make_dataset
-from mlflow.data.pandas_dataset import from_pandas
 
 
 def awkward_frame(rows: int) -> pd.DataFrame:

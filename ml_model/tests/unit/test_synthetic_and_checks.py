@@ -2,6 +2,7 @@
 
 import pandas as pd
 import pytest
+
 from ml_model.config import ModelConfig, Task
 from ml_model.errors import UserError
 from ml_model.synthetic import TARGET, make_dataset

@@ -11,8 +11,7 @@ start together migrate one after the other and the later ones find the schema cu
 from __future__ import annotations
 
 import importlib
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -20,11 +19,10 @@ import sqlalchemy
 from sqlalchemy.engine import URL, Connection
 
 from tracking_server.errors import StartupError
+from tracking_server.retrying import Report, start_up_retrying
 
 # Advisory lock key shared by every replica ("mlflow" in ASCII); scoped to the backend database.
 MIGRATION_LOCK_KEY = 0x6D6C666C6F77
-
-Report = Callable[[str], None]
 
 # Refusals from a running server that waiting cannot cure: fail at once instead of retrying.
 _PERMANENT_REFUSALS = ("password authentication failed", "does not exist", "no pg_hba.conf entry")
@@ -36,31 +34,34 @@ def describe(url: URL) -> str:
 
 
 def wait_for_database(url: URL, timeout: float, report: Report) -> None:
-    """Return once ``SELECT 1`` succeeds; retry with backoff and raise StartupError at timeout,
-    or at once when the server rejects the credentials or the database name."""
+    """Return once ``SELECT 1`` succeeds; retry with backoff (0.5 s doubling to 5 s) and raise
+    StartupError at timeout, or at once when the server rejects the credentials or the
+    database name."""
+    retrying = start_up_retrying("database", timeout, _transient, _reason, report)
     engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.NullPool)
-    deadline = time.monotonic() + timeout
-    delay, attempt = 0.5, 0
     try:
-        while True:
-            attempt += 1
-            try:
-                with engine.connect() as connection:
-                    connection.execute(sqlalchemy.text("SELECT 1"))
-                return
-            except sqlalchemy.exc.OperationalError as error:
-                reason = _first_line(error.orig if error.orig is not None else error)
-                if any(refusal in reason for refusal in _PERMANENT_REFUSALS):
-                    raise StartupError(f"database {describe(url)} refused: {reason}") from None
-                if time.monotonic() + delay > deadline:
-                    raise StartupError(
-                        f"database {describe(url)} not reachable after {timeout:g}s: {reason}"
-                    ) from None
-                report(f"database not ready (attempt {attempt}): {reason}; retrying in {delay:g}s")
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        retrying(_select_one, engine)
+    except sqlalchemy.exc.OperationalError as error:
+        if not _transient(error):
+            raise StartupError(f"database {describe(url)} refused: {_reason(error)}") from None
+        raise StartupError(
+            f"database {describe(url)} not reachable after {timeout:g}s: {_reason(error)}"
+        ) from None
     finally:
         engine.dispose()
+
+
+def _select_one(engine: sqlalchemy.Engine) -> None:
+    with engine.connect() as connection:
+        connection.execute(sqlalchemy.text("SELECT 1"))
+
+
+def _transient(error: BaseException) -> bool:
+    """True when ``error`` may pass by waiting: the server is not up (yet), as opposed to a
+    running server refusing the credentials or the database name."""
+    return isinstance(error, sqlalchemy.exc.OperationalError) and not any(
+        refusal in _reason(error) for refusal in _PERMANENT_REFUSALS
+    )
 
 
 @contextmanager
@@ -129,10 +130,7 @@ def migrate(url: URL, report: Report) -> None:
         report(f"upgrading schema from revision {current} to {head}")
         db_utils._upgrade_db(engine)
     except (sqlalchemy.exc.SQLAlchemyError, MlflowException, CommandError) as error:
-        raise StartupError(
-            f"migrating database {describe(url)} failed: "
-            f"{_first_line(getattr(error, 'orig', None) or error)}"
-        ) from None
+        raise StartupError(f"migrating database {describe(url)} failed: {_reason(error)}") from None
     finally:
         engine.dispose()
 
@@ -159,10 +157,13 @@ def bootstrap_auth(report: Report) -> None:
     except MlflowException as error:
         raise StartupError(f"basic auth: {error.message}") from None
     except sqlalchemy.exc.SQLAlchemyError as error:
-        raise StartupError(
-            f"basic auth database failed: {_first_line(getattr(error, 'orig', None) or error)}"
-        ) from None
+        raise StartupError(f"basic auth database failed: {_reason(error)}") from None
     report("basic-auth database current, admin account present")
+
+
+def _reason(error: BaseException) -> str:
+    """The first line of the driver's message (SQLAlchemy's wrapper adds only noise)."""
+    return _first_line(getattr(error, "orig", None) or error)
 
 
 def _first_line(error: BaseException) -> str:

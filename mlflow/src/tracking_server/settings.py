@@ -8,6 +8,7 @@ the same name is used, so one name carries one fact through the whole stack.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -206,6 +207,14 @@ class TrackingServerSettings(BaseSettings):
         return self.backend_url().set(database=self.auth_db_name)
 
 
+# Variables whose values never appear in an error message.
+_SECRET_NAMES = frozenset(
+    str(field.validation_alias)
+    for field in TrackingServerSettings.model_fields.values()
+    if field.annotation == SecretStr | None
+)
+
+
 def _secret(value: SecretStr | None) -> str:
     return value.get_secret_value() if value is not None else ""
 
@@ -225,23 +234,33 @@ def load_settings() -> TrackingServerSettings:
     try:
         return TrackingServerSettings()
     except ValidationError as error:
-        raise SettingsError(_describe(error)) from None
+        problems = describe_validation_error(error, show_input=True, secret=_SECRET_NAMES)
+        raise SettingsError(f"invalid settings: {problems}") from None
 
 
-def _describe(error: ValidationError) -> str:
-    secret_names = {
-        str(field.validation_alias)
-        for field in TrackingServerSettings.model_fields.values()
-        if field.annotation == SecretStr | None
-    }
+# The same function as ml_model.config.describe_validation_error (a unit test keeps the two
+# identical): this image installs only the mlflow-server member, not ml_model and its stack.
+def describe_validation_error(
+    error: ValidationError, *, show_input: bool = False, secret: Collection[str] = ()
+) -> str:
+    """Each problem as ``where: message`` (``where must be set`` when missing; a bare message
+    when it concerns the whole model), joined by ``; `` on one line. With ``show_input`` the
+    offending value follows as ``(got ...)``, except for the names in ``secret``."""
     problems = []
     for item in error.errors():
-        name = ".".join(str(part) for part in item["loc"])
-        message = item["msg"].removeprefix("Value error, ")
-        if not name:
+        where = ".".join(str(part) for part in item["loc"])
+        if item["type"] == "missing":
+            problems.append(f"{where} must be set")
+            continue
+        message = (
+            "unknown key"
+            if item["type"] == "extra_forbidden"
+            else item["msg"].removeprefix("Value error, ")
+        )
+        if not where:
             problems.append(message)
-        elif name in secret_names:
-            problems.append(f"{name}: {message}")
+        elif show_input and where not in secret:
+            problems.append(f"{where}: {message} (got {item['input']!r})")
         else:
-            problems.append(f"{name}: {message} (got {item['input']!r})")
-    return "invalid settings: " + "; ".join(problems)
+            problems.append(f"{where}: {message}")
+    return "; ".join(problems)

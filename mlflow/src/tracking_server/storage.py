@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -11,9 +9,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from tracking_server.errors import StartupError
+from tracking_server.retrying import Report, start_up_retrying
 from tracking_server.settings import TrackingServerSettings
-
-Report = Callable[[str], None]
 
 # Answers that mean "the S3 server behind the proxy is not up yet": retry them.
 _TRANSIENT_STATUS = frozenset({500, 502, 503, 504})
@@ -35,37 +32,27 @@ def s3_client(settings: TrackingServerSettings) -> Any:
 def ensure_bucket(settings: TrackingServerSettings, report: Report) -> None:
     """Create the artifacts bucket unless it exists; a bucket we already own counts as success.
 
-    Waits up to ``settings.s3_wait_timeout`` for the endpoint to answer; raises StartupError
-    naming the endpoint and the reason otherwise.
+    Waits up to ``settings.s3_wait_timeout`` for the endpoint to answer, retrying with backoff
+    (0.5 s doubling to 5 s); raises StartupError naming the endpoint and the reason otherwise.
     """
     bucket = settings.artifacts_bucket
     endpoint = settings.s3_endpoint_url or "AWS S3"
+    timeout = settings.s3_wait_timeout
     client = s3_client(settings)
-    deadline = time.monotonic() + settings.s3_wait_timeout
-    delay, attempt = 0.5, 0
-    while True:
-        attempt += 1
-        try:
-            created = _create_if_missing(client, bucket)
-            break
-        except NoCredentialsError:
-            raise StartupError(
-                "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-            ) from None
-        except (BotoCoreError, ClientError) as error:
-            if not _transient(error):
-                raise StartupError(f"bucket {bucket!r} at {endpoint}: {_reason(error)}") from None
-            if time.monotonic() + delay > deadline:
-                raise StartupError(
-                    f"S3 endpoint {endpoint} not ready after "
-                    f"{settings.s3_wait_timeout:g}s: {_reason(error)}"
-                ) from None
-            report(
-                f"S3 endpoint not ready (attempt {attempt}): {_reason(error)}; "
-                f"retrying in {delay:g}s"
-            )
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
+
+    retrying = start_up_retrying("S3 endpoint", timeout, _transient, _reason, report)
+    try:
+        created = retrying(_create_if_missing, client, bucket)
+    except NoCredentialsError:
+        raise StartupError(
+            "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        ) from None
+    except (BotoCoreError, ClientError) as error:
+        if not _transient(error):
+            raise StartupError(f"bucket {bucket!r} at {endpoint}: {_reason(error)}") from None
+        raise StartupError(
+            f"S3 endpoint {endpoint} not ready after {timeout:g}s: {_reason(error)}"
+        ) from None
     report(f"bucket {bucket!r} {'created' if created else 'exists'} at {endpoint}")
 
 
@@ -95,13 +82,16 @@ def _status(error: ClientError) -> int:
     return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
 
 
-def _transient(error: Exception) -> bool:
+def _transient(error: BaseException) -> bool:
+    """True when ``error`` means the endpoint is not up yet, so that waiting may cure it."""
     if isinstance(error, ClientError):
         return _status(error) in _TRANSIENT_STATUS
-    return True  # connection refused, timeouts, DNS not resolvable yet: the endpoint is not up
+    # Connection refused, timeouts, DNS not resolvable yet: the endpoint is not up. Missing
+    # credentials are botocore errors too, but no endpoint coming up will supply them.
+    return isinstance(error, BotoCoreError) and not isinstance(error, NoCredentialsError)
 
 
-def _reason(error: Exception) -> str:
+def _reason(error: BaseException) -> str:
     if isinstance(error, ClientError):
         details = error.response.get("Error", {})
         status = _status(error)

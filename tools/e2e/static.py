@@ -2,7 +2,7 @@
 
 1. every ``${VAR}`` docker-compose.yml interpolates is documented in .env.example, and every
    secret .env.example leaves empty is required by docker-compose.yml (``${VAR:?message}``);
-2. ``docker-compose config`` accepts the file with .env.example plus generated secrets, for the
+2. ``docker compose config`` accepts the file with .env.example plus generated secrets, for the
    default services and with every profile, and every published port is bound to 127.0.0.1;
 3. with .env.example as it is (secrets empty) ``config`` fails naming the missing secret, and
    with each required secret missing alone, the message names that one;
@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import tempfile
@@ -24,8 +23,8 @@ from typing import Any
 
 import yaml
 
-from . import compose, engine
-from .proc import REPO_ROOT, HarnessError, log, run, tail
+from . import compose
+from .proc import REPO_ROOT, log, run, tail
 
 DOCKERFILES = ("ml_model/Dockerfile", "ml_model/Dockerfile.gpu", "mlflow/Dockerfile")
 DOCKERFILES_EXPECTED = ("fastapi/Dockerfile",)
@@ -150,32 +149,11 @@ def check_dockerfiles() -> list[str]:
     return problems
 
 
-def ensure_docker_compose() -> str | None:
-    """None when docker-compose is there (installing it if we may), else why not."""
-    try:
-        compose.docker_compose_cli()
-        return None
-    except HarnessError:
-        pass
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        return "docker-compose is not installed and cannot be installed here (needs root + apt)"
-    engine.apt_install(["docker-compose"])
-    return None
-
-
 def main() -> int:
     started = time.monotonic()
     problems = check_env_example()
-    missing = ensure_docker_compose()
-    if missing:
-        message = f"compose config check skipped: {missing}"
-        if os.environ.get("E2E_REQUIRED") == "1":
-            problems.append(message)
-        else:
-            log(message)
-    else:
-        with tempfile.TemporaryDirectory(prefix="mlops-compose-config-") as tmp:
-            problems += check_config(Path(tmp))
+    with tempfile.TemporaryDirectory(prefix="mlops-compose-config-") as tmp:
+        problems += check_config(Path(tmp))
     problems += check_dockerfiles()
     for problem in problems:
         log(f"FAIL {problem}")

@@ -15,19 +15,13 @@ import os
 import re
 import signal
 import subprocess
-import time
 from pathlib import Path
 
-from .proc import STATE_DIR, HarnessError, log, require_root, run, run_logged, tail
+from tools import prereqs
+from tools.processes import poll, wait_until
 
-SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-# command -> Debian package providing it
-PACKAGES = {
-    "dockerd": "docker.io",
-    "docker-compose": "docker-compose",
-    "debootstrap": "debootstrap",
-    "iptables": "iptables",
-}
+from .proc import STATE_DIR, HarnessError, log, require_root, run, tail
+
 STORAGE_DRIVERS = ("overlay2", "fuse-overlayfs", "vfs")
 PID_FILE = STATE_DIR / "dockerd.pid"
 DOCKERD_LOG = STATE_DIR / "dockerd.log"
@@ -36,35 +30,12 @@ START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 60.0
 
 
-def _find(command: str) -> str | None:
-    for directory in (os.environ.get("PATH", "") + ":" + SBIN_PATH).split(":"):
-        candidate = Path(directory or ".") / command
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    return None
-
-
-def apt_install(packages: list[str]) -> None:
-    """apt-get update + install, noninteractive, without recommends."""
-    require_root(f"installing {', '.join(packages)}")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    log(f"apt-get install {' '.join(packages)}")
-    run_logged(["apt-get", "update"], "apt-update.log", env=env, timeout=600)
-    run_logged(
-        ["apt-get", "install", "-y", "--no-install-recommends", *packages],
-        "apt-install.log",
-        env=env,
-        timeout=1200,
-    )
-
-
-def ensure_packages() -> list[str]:
-    """Install the Debian packages whose commands are missing; return what was installed."""
-    missing = sorted({pkg for command, pkg in PACKAGES.items() if _find(command) is None})
-    if missing:
-        apt_install(missing)
-        docker_cli.cache_clear()
-    return missing
+def ensure_packages() -> None:
+    """Install the engine, debootstrap, iptables and Compose v2 when missing (tools.prereqs)."""
+    still_missing = prereqs.ensure(["e2e"]).get("e2e")
+    if still_missing:
+        raise HarnessError(f"missing: {prereqs.install_hint(still_missing)}")
+    docker_cli.cache_clear()
 
 
 def _client_major(cli: str) -> int:
@@ -81,7 +52,7 @@ def docker_cli() -> str:
     override = os.environ.get("MLOPS_E2E_DOCKER")
     if override:
         return override
-    candidates = [c for c in (_find("docker"), "/usr/bin/docker") if c and Path(c).exists()]
+    candidates = [c for c in (prereqs.find("docker"), "/usr/bin/docker") if c and Path(c).exists()]
     for cli in candidates:
         if run([cli, "buildx", "version"], check=False).returncode == 0:
             return cli
@@ -90,7 +61,7 @@ def docker_cli() -> str:
             return cli
     if candidates:
         return candidates[0]
-    raise HarnessError("no docker client found; run `python -m tests.e2e.harness engine up`")
+    raise HarnessError("no docker client found; run `python -m tools.e2e engine up`")
 
 
 def client_env() -> dict[str, str]:
@@ -104,7 +75,7 @@ def client_env() -> dict[str, str]:
         link.symlink_to(target)
     return {
         **os.environ,
-        "PATH": f"{CLIENT_BIN_DIR}:{os.environ.get('PATH', SBIN_PATH)}",
+        "PATH": f"{CLIENT_BIN_DIR}:{os.environ.get('PATH', prereqs.SBIN_PATH)}",
         "DOCKER_BUILDKIT": "1",
         "COMPOSE_DOCKER_CLI_BUILD": "1",
     }
@@ -112,7 +83,7 @@ def client_env() -> dict[str, str]:
 
 def answers() -> bool:
     """True when an engine answers on the default socket."""
-    cli = _find("docker") or "/usr/bin/docker"
+    cli = prereqs.find("docker") or "/usr/bin/docker"
     if not Path(cli).exists():
         return False
     try:
@@ -181,14 +152,16 @@ def _running_dockerd() -> list[int]:
 
 
 def _wait_until_answering(proc: subprocess.Popen[bytes] | None, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if answers():
-            return True
-        if proc is not None and proc.poll() is not None:
-            return False
-        time.sleep(0.5)
-    return False
+    """True once the engine answers; False when ``proc`` exits first or ``timeout`` passes."""
+    try:
+        return poll(
+            lambda: True if answers() else False if proc and proc.poll() is not None else None,
+            "the Docker engine to answer",
+            timeout,
+            interval=0.5,
+        )
+    except TimeoutError:
+        return False
 
 
 def _remove_stale_pidfile() -> None:
@@ -212,20 +185,24 @@ def _start_dockerd(driver: str) -> subprocess.Popen[bytes] | None:
         if not Path("/dev/fuse").exists():
             log("fuse-overlayfs: /dev/fuse is missing, skipping")
             return None
-        if _find("fuse-overlayfs") is None:
-            apt_install(["fuse-overlayfs"])
+        if prereqs.find("fuse-overlayfs") is None:
+            prereqs.apt_install(["fuse-overlayfs"])
     _remove_stale_pidfile()
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     with DOCKERD_LOG.open("ab") as out:
         out.write(f"--- starting dockerd --storage-driver={driver}\n".encode())
         out.flush()
         return subprocess.Popen(
-            [_find("dockerd") or "dockerd", f"--storage-driver={driver}", "--log-level=warn"],
+            [
+                prereqs.find("dockerd") or "dockerd",
+                f"--storage-driver={driver}",
+                "--log-level=warn",
+            ],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={**os.environ, "PATH": SBIN_PATH},
+            env={**os.environ, "PATH": prereqs.SBIN_PATH},
         )
 
 
@@ -234,20 +211,16 @@ def _stop_pid(pid: int, timeout: float) -> None:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _is_dockerd(pid):
-            return
-        time.sleep(0.5)
-    log(f"dockerd {pid} ignored SIGTERM for {timeout:.0f}s; killing it")
-    os.kill(pid, signal.SIGKILL)
+    try:
+        wait_until(lambda: not _is_dockerd(pid), f"dockerd {pid} to stop", timeout, interval=0.5)
+    except TimeoutError:
+        log(f"dockerd {pid} ignored SIGTERM for {timeout:.0f}s; killing it")
+        os.kill(pid, signal.SIGKILL)
 
 
 def up() -> dict[str, str]:
     """Make sure an engine answers; start one (and record that) only if none does."""
-    installed = ensure_packages()
-    if installed:
-        log(f"installed {', '.join(installed)}")
+    ensure_packages()
     if answers():
         state = info()
         started = "yes" if _recorded_pid() else "no"

@@ -2,14 +2,13 @@
 
 Exit status: pytest's, or 1 when a step before it failed. When the machine cannot run the suite
 (not root, no way to install or start Docker) it prints "e2e skipped: <why>" and exits 0, unless
-E2E_REQUIRED=1, which turns that into a failure.
+CI=true, which turns that into a failure.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +17,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
+
+from tools import prereqs
 
 from . import compose, engine, images
 from .proc import LOG_DIR, REPO_ROOT, HarnessError, log, tail
@@ -33,9 +34,9 @@ def skip_reason() -> str | None:
     """Why this machine cannot run the suite, or None."""
     if os.geteuid() != 0:
         return "not root: installing and starting Docker and debootstrap need root"
-    missing = [cmd for cmd in engine.PACKAGES if engine._find(cmd) is None]
-    if missing and shutil.which("apt-get") is None:
-        return f"{', '.join(missing)} missing and no apt-get to install them"
+    missing = prereqs.missing_for("e2e")
+    if missing and not prereqs.can_install():
+        return f"missing {prereqs.install_hint(missing)}"
     return None
 
 
@@ -135,11 +136,11 @@ def report_failure(stack: compose.Stack | None) -> None:
 
 
 def main(pytest_args: list[str]) -> int:
-    required = os.environ.get("E2E_REQUIRED") == "1"
+    required = prereqs.in_ci()
 
     def cannot_run(why: str) -> int:
         if required:
-            log(f"e2e FAILED: it cannot run here and E2E_REQUIRED=1: {why}")
+            log(f"e2e FAILED: it cannot run here and CI is set: {why}")
             return 1
         print(f"e2e skipped: {why}", flush=True)
         return 0

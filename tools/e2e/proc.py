@@ -10,8 +10,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-E2E_DIR = REPO_ROOT / "tests" / "e2e"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+E2E_DIR = Path(__file__).resolve().parent
 LOG_DIR = Path(os.environ.get("MLOPS_E2E_LOG_DIR", REPO_ROOT / ".mlops" / "e2e" / "logs"))
 STATE_DIR = Path(os.environ.get("MLOPS_E2E_STATE_DIR", "/run/mlops-e2e"))
 

@@ -1,4 +1,8 @@
-"""Start real server processes for tests, wait until they answer, and stop them reliably."""
+"""Free ports, polling, and server processes started, awaited and stopped reliably.
+
+The one implementation behind the tests, ``scripts/`` and ``bench/``: polling goes through
+tenacity, servers run in their own process group with their output in a log file.
+"""
 
 from __future__ import annotations
 
@@ -7,28 +11,16 @@ import os
 import signal
 import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar, cast
 
+from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
-def environ_without(*prefixes: str) -> dict[str, str]:
-    """This process's environment less the variables starting with any of ``prefixes``."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
-
-
-def wait_until(
-    condition: Callable[[], bool], what: str, timeout: float = 60.0, interval: float = 0.1
-) -> None:
-    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(interval)
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -38,11 +30,49 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def environ_without(*prefixes: str) -> dict[str, str]:
+    """This process's environment less the variables starting with any of ``prefixes``."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+
+
+def poll(
+    probe: Callable[[], T | None],
+    what: str | Callable[[], str],
+    timeout: float = 60.0,
+    interval: float = 0.1,
+) -> T:
+    """Call ``probe`` every ``interval`` seconds until it returns something other than None,
+    and return that. After ``timeout`` seconds raise TimeoutError naming ``what`` (a function
+    is called then, to describe what is still missing). Exceptions from ``probe`` propagate."""
+    retrying = Retrying(
+        retry=retry_if_result(lambda value: value is None),
+        wait=wait_fixed(interval),
+        stop=stop_after_delay(timeout),
+    )
+    try:
+        value = retrying(probe)
+    except RetryError:
+        description = what if isinstance(what, str) else what()
+        raise TimeoutError(f"timed out after {timeout:g}s waiting for {description}") from None
+    return cast(T, value)  # retry_if_result returned only a value other than None
+
+
+def wait_until(
+    condition: Callable[[], bool],
+    what: str | Callable[[], str],
+    timeout: float = 60.0,
+    interval: float = 0.1,
+) -> None:
+    """Poll ``condition`` until it holds; raise TimeoutError naming ``what`` after ``timeout``."""
+    poll(lambda: True if condition() else None, what, timeout, interval)
+
+
 def http_ok(url: str, timeout: float = 2.0) -> bool:
     """True when a GET on ``url`` answers with a 2xx status."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
-            return 200 <= response.status < 300
+            status: int = response.status
+            return 200 <= status < 300
     except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
         return False
 
@@ -57,7 +87,7 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
 
 
 class ServerProcess:
-    """A server started in its own process group; its output goes to a log file."""
+    """A server started in its own process group; its output goes to a log file (appended)."""
 
     def __init__(
         self,
@@ -88,17 +118,20 @@ class ServerProcess:
     def wait_until(
         self, ready: Callable[[], bool], timeout: float = 60.0, interval: float = 0.2
     ) -> None:
-        """Poll ``ready`` until it holds; fail with the log tail if the process dies or stalls."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        """Poll ``ready`` until it holds. Raises RuntimeError with the log tail as soon as the
+        process exits, TimeoutError with the log tail after ``timeout`` seconds."""
+
+        def probe() -> bool | None:
             if self.popen.poll() is not None:
                 raise RuntimeError(
                     f"{self.name} exited with {self.popen.returncode}:\n{self.log_tail()}"
                 )
-            if ready():
-                return
-            time.sleep(interval)
-        raise TimeoutError(f"{self.name} not ready after {timeout:.0f}s:\n{self.log_tail()}")
+            return True if ready() else None
+
+        def missing() -> str:
+            return f"{self.name} to be ready; its log ends:\n{self.log_tail()}"
+
+        poll(probe, missing, timeout, interval)
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM the whole process group, then SIGKILL whatever is left."""

@@ -1,5 +1,9 @@
 """pgAdmin 4 container contract, without pgAdmin: validate the start-up settings, then serve
-/misc/ping (200, "PING") and a login placeholder on PGADMIN_LISTEN_PORT (default 80).
+/misc/ping (200, "PING") and a login placeholder on PGADMIN_LISTEN_ADDRESS:PGADMIN_LISTEN_PORT.
+
+As in the real image's entrypoint the address defaults to ``[::]`` (gunicorn's
+``--bind "${PGADMIN_LISTEN_ADDRESS:-[::]}:${PGADMIN_LISTEN_PORT:-80}"``) and nothing falls back
+to IPv4: on a host without IPv6 the bind fails and the container exits, as pgAdmin does.
 
 Like the real image, the first launch (no /var/lib/pgadmin/pgadmin4.db yet) requires
 PGADMIN_DEFAULT_EMAIL and PGADMIN_DEFAULT_PASSWORD (or PGADMIN_DEFAULT_PASSWORD_FILE) and
@@ -113,17 +117,19 @@ class DualStackServer(ThreadingHTTPServer):
         super().server_bind()
 
 
-def serve(port: int) -> None:
+def serve(address: str, port: int) -> None:
+    host = address.strip("[]")
+    server_class = DualStackServer if ":" in host else ThreadingHTTPServer
     try:
-        httpd: ThreadingHTTPServer = DualStackServer(("::", port), Handler)
-    except OSError:
-        httpd = ThreadingHTTPServer(("0.0.0.0", port), Handler)
+        httpd = server_class((host, port), Handler)
+    except OSError as error:
+        fail(f"[ERROR] Can't connect to ('{host}', {port}): {error}")
 
     def stop(signum: int, frame: Any) -> None:
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, stop)
-    print(f"Listening at: http://[::]:{port}", flush=True)
+    print(f"Listening at: http://{address}:{port}", flush=True)
     httpd.serve_forever()
 
 
@@ -131,7 +137,8 @@ def main() -> None:
     if not CONFIG_DB.exists():
         first_launch()
     default_port = "443" if os.environ.get("PGADMIN_ENABLE_TLS") else "80"
-    serve(int(os.environ.get("PGADMIN_LISTEN_PORT", default_port)))
+    address = os.environ.get("PGADMIN_LISTEN_ADDRESS", "[::]")
+    serve(address, int(os.environ.get("PGADMIN_LISTEN_PORT", default_port)))
 
 
 if __name__ == "__main__":

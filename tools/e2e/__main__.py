@@ -1,4 +1,4 @@
-"""Command line of the e2e harness: `python -m tests.e2e.harness --help`."""
+"""Command line of the e2e harness: `python -m tools.e2e --help`."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def _print_timings(timings: dict[str, float]) -> None:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.e2e.harness", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tools.e2e", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser(
         "run", help="engine, images, the e2e suite, clean-up (what `make e2e` runs)"

@@ -52,7 +52,7 @@ STAND_INS = (
     _stand_in("python", f"{NAMESPACE}/python:3.11-slim"),
     _stand_in("uv", f"{NAMESPACE}/uv:0.13.9"),
     _stand_in("postgres", f"{NAMESPACE}/postgres:17"),
-    _stand_in("nginx", f"{NAMESPACE}/nginx-unprivileged:1.28"),
+    _stand_in("nginx", f"{NAMESPACE}/nginx-unprivileged:1.30"),
     _stand_in("minio", f"{NAMESPACE}/minio:local"),
     _stand_in("pgadmin", f"{NAMESPACE}/pgadmin:9"),
 )

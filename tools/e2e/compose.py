@@ -12,13 +12,13 @@ import json
 import os
 import re
 import secrets
-import socket
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from tools.processes import free_port
 
 from .engine import client_env, docker_cli
 from .proc import E2E_DIR, LOG_DIR, REPO_ROOT, HarnessError, log, run, tail
@@ -91,17 +91,6 @@ def parse_env(text: str) -> dict[str, str]:
     return values
 
 
-def free_ports(count: int) -> list[int]:
-    """Ports free on 127.0.0.1 now (all held open together, so they are distinct)."""
-    with ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind(("127.0.0.1", 0))
-            ports.append(sock.getsockname()[1])
-        return ports
-
-
 def generated_secrets(names: Iterable[str]) -> dict[str, str]:
     return {name: SECRET_SHAPES.get(name, lambda: secrets.token_urlsafe(24))() for name in names}
 
@@ -135,7 +124,7 @@ def write_env(path: Path, values: Mapping[str, str], drop: Iterable[str] = ()) -
 def new_stack_env(path: Path = ENV_FILE) -> Path:
     """A fresh env file for the test stack: generated secrets, free ports, TEST_SETTINGS."""
     values = generated_secrets(required_secrets())
-    values.update(zip(PORT_VARIABLES, map(str, free_ports(len(PORT_VARIABLES))), strict=True))
+    values.update({name: str(free_port()) for name in PORT_VARIABLES})
     values.update(TEST_SETTINGS)
     return write_env(path, values)
 
@@ -156,16 +145,10 @@ def compose_env() -> dict[str, str]:
     }
 
 
-def docker_compose_cli() -> str:
-    for candidate in ("/usr/bin/docker-compose", "/usr/local/bin/docker-compose"):
-        if Path(candidate).exists():
-            return candidate
-    raise HarnessError("docker-compose is not installed (Debian package docker-compose)")
-
-
 @dataclass(frozen=True)
 class Stack:
-    """``docker-compose -p PROJECT --env-file ENV -f docker-compose.yml -f <override>``."""
+    """``docker compose -p PROJECT --env-file ENV -f docker-compose.yml -f <override>``: Compose
+    v2, the CLI plugin users run, installed by ``tools.prereqs``."""
 
     env_file: Path = ENV_FILE
     project: str = PROJECT
@@ -173,7 +156,7 @@ class Stack:
 
     def argv(self, *args: str, profiles: Sequence[str] = ()) -> list[str]:
         files = [COMPOSE_FILE, OVERRIDE_FILE] if self.override else [COMPOSE_FILE]
-        argv = [docker_compose_cli(), "--ansi", "never", "-p", self.project]
+        argv = [docker_cli(), "compose", "--ansi", "never", "-p", self.project]
         argv += ["--env-file", str(self.env_file)]
         for file in files:
             argv += ["-f", str(file)]
