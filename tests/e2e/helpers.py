@@ -57,7 +57,7 @@ def wait_for(
 
 
 def service_config(stack: compose.Stack) -> dict[str, Any]:
-    """The services `up` starts (those without a profile), as `docker-compose config` resolves
+    """The services `up` starts (those without a profile), as `docker compose config` resolves
     them."""
     services: dict[str, Any] = yaml.safe_load(stack.run("config").stdout)["services"]
     return {name: svc for name, svc in services.items() if not svc.get("profiles")}
@@ -210,7 +210,7 @@ class TrainingRun:
 
 
 def train(stack: compose.Stack, *args: str, timeout: float = 1200) -> TrainingRun:
-    """`docker-compose run --rm train-cpu [ARGS]` (no ARGS: the image's default command, the
+    """`docker compose run --rm train-cpu [ARGS]` (no ARGS: the image's default command, the
     default config); fails the test with the output when the job fails."""
     result = stack.run("run", "--rm", "train-cpu", *args, check=False, timeout=timeout)
     output = result.stdout + result.stderr

@@ -132,13 +132,9 @@ def new_stack_env(path: Path = ENV_FILE) -> Path:
 def compose_env() -> dict[str, str]:
     """client_env() without any variable the compose file interpolates or compose reads."""
     names = {ref.name for ref in references()}
-    try:
-        base = client_env()
-    except (HarnessError, OSError):  # no docker client (yet): `config` does not need one
-        base = dict(os.environ)
     return {
         key: value
-        for key, value in base.items()
+        for key, value in client_env().items()
         if key not in names
         and not key.startswith("COMPOSE_PROJECT")
         and key not in {"COMPOSE_FILE", "COMPOSE_PROFILES", "COMPOSE_PATH_SEPARATOR"}

@@ -2,9 +2,8 @@
 and stop it again only when this harness started it.
 
 State lives in STATE_DIR (default /run/mlops-e2e): ``dockerd.pid`` holds "<pid> <start time>" of
-a dockerd the harness started, ``dockerd.log`` its output, ``bin/docker`` the client to build
-with. The storage driver is the first of overlay2, fuse-overlayfs, vfs that starts (override:
-MLOPS_E2E_STORAGE_DRIVER).
+a dockerd the harness started, ``dockerd.log`` its output. The storage driver is the first of
+overlay2, fuse-overlayfs, vfs that starts (override: MLOPS_E2E_STORAGE_DRIVER).
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ from .proc import STATE_DIR, HarnessError, log, require_root, run, tail
 STORAGE_DRIVERS = ("overlay2", "fuse-overlayfs", "vfs")
 PID_FILE = STATE_DIR / "dockerd.pid"
 DOCKERD_LOG = STATE_DIR / "dockerd.log"
-CLIENT_BIN_DIR = STATE_DIR / "bin"
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 60.0
 
@@ -65,20 +63,8 @@ def docker_cli() -> str:
 
 
 def client_env() -> dict[str, str]:
-    """Environment for docker and docker-compose: BuildKit on, and `docker` on PATH being
-    docker_cli() (docker-compose v1 calls `docker build` when COMPOSE_DOCKER_CLI_BUILD=1)."""
-    CLIENT_BIN_DIR.mkdir(parents=True, exist_ok=True)
-    link = CLIENT_BIN_DIR / "docker"
-    target = docker_cli()
-    if not link.is_symlink() or str(link.readlink()) != target:
-        link.unlink(missing_ok=True)
-        link.symlink_to(target)
-    return {
-        **os.environ,
-        "PATH": f"{CLIENT_BIN_DIR}:{os.environ.get('PATH', prereqs.SBIN_PATH)}",
-        "DOCKER_BUILDKIT": "1",
-        "COMPOSE_DOCKER_CLI_BUILD": "1",
-    }
+    """Environment for docker builds: BuildKit on (a docker.io client before 23.0 needs asking)."""
+    return {**os.environ, "DOCKER_BUILDKIT": "1"}
 
 
 def answers() -> bool:

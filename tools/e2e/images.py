@@ -1,5 +1,5 @@
 """Images for the e2e tests, all local: a debootstrap Debian base, stand-ins for the third-party
-images the stack uses, and the project's own images, built by `docker-compose build` from the
+images the stack uses, and the project's own images, built by `docker compose build` from the
 real docker-compose.yml with the e2e override giving their base-image build args.
 
 Only the rootfs import is skipped when its image exists; everything else goes through
@@ -256,7 +256,7 @@ def ensure_stand_ins(names: Iterable[str] | None = None) -> dict[str, float]:
 
 
 def build_service(stack: compose.Stack, service: str) -> float:
-    """`docker-compose build SERVICE` (BuildKit through the docker CLI); seconds spent."""
+    """`docker compose build SERVICE` (Compose v2, BuildKit); seconds spent."""
     started = time.monotonic()
     env = {**compose.compose_env(), "BUILDKIT_PROGRESS": "plain"}
     argv = stack.argv("build", service, profiles=compose.PROFILES)

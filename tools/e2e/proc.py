@@ -48,7 +48,7 @@ def run(
             cwd=cwd,
             timeout=timeout,
             input=input_bytes.decode() if input_bytes is not None else None,
-            # Never the caller's terminal: `docker-compose run` would allocate a TTY.
+            # Never the caller's terminal: `docker compose run` would allocate a TTY.
             stdin=subprocess.DEVNULL if input_bytes is None else None,
             capture_output=True,
             text=True,

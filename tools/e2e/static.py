@@ -64,7 +64,7 @@ def _published_ports(config_yaml: str) -> list[str]:
 
 
 def check_config(tmp: Path) -> list[str]:
-    """Problems found by `docker-compose config` with valid and with missing secrets (the
+    """Problems found by `docker compose config` with valid and with missing secrets (the
     invocations run side by side: each is a short, mostly start-up-bound process)."""
     secrets = compose.required_secrets()
     filled = compose.generated_secrets(secrets)
