@@ -15,7 +15,7 @@ from pathlib import Path
 from tests.support.dns import dns_server
 from tests.support.nginx import nginx_proxy, proxy_env
 from tests.support.s3 import S3Server, s3_client
-from tools.processes import free_port, http_ok, wait_until
+from tools.processes import free_ports, http_ok, wait_until
 
 SERVICE_NAME = "minio.stack.internal"
 FIRST_ADDRESS, SECOND_ADDRESS = "127.0.0.2", "127.0.0.3"
@@ -32,7 +32,7 @@ def status_of(url: str) -> int:
 def test_nginx_follows_minio_to_a_new_address_and_its_health_says_when_it_cannot(
     tmp_path: Path,
 ) -> None:
-    port, console_port = free_port(), free_port()
+    port, console_port = free_ports(2)
     first = S3Server(port=port, log_path=tmp_path / "first.log", host=FIRST_ADDRESS)
     second = S3Server(port=port, log_path=tmp_path / "second.log", host=SECOND_ADDRESS)
     with dns_server(SERVICE_NAME, FIRST_ADDRESS) as (name, resolver):

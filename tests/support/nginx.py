@@ -21,7 +21,7 @@ import pytest
 
 from tests.support import service_logs
 from tests.support.s3 import S3Server
-from tools.processes import ServerProcess, free_port, port_open, running
+from tools.processes import ServerProcess, free_ports, port_open, running
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO_ROOT / "nginx" / "templates" / "default.conf.template"
@@ -78,15 +78,16 @@ class NginxProxy:
 
 def proxy_env(upstream_port: int, console_port: int, **overrides: str) -> dict[str, str]:
     """Template variables for a proxy on free loopback ports in front of 127.0.0.1 upstreams."""
+    proxy_s3, proxy_console, proxy_health = free_ports(3)
     env = {
         "MINIO_HOST": "127.0.0.1",
         # Unused while MINIO_HOST is an address; a test that moves a name sets its DNS server.
         "NGINX_LOCAL_RESOLVERS": "127.0.0.1",
         "MINIO_S3_PORT": str(upstream_port),
         "MINIO_CONSOLE_PORT": str(console_port),
-        "NGINX_S3_PORT": str(free_port()),
-        "NGINX_CONSOLE_PORT": str(free_port()),
-        "NGINX_HEALTH_PORT": str(free_port()),
+        "NGINX_S3_PORT": str(proxy_s3),
+        "NGINX_CONSOLE_PORT": str(proxy_console),
+        "NGINX_HEALTH_PORT": str(proxy_health),
         "NGINX_CLIENT_MAX_BODY_SIZE": "0",
         "NGINX_PROXY_TIMEOUT": "3600s",
     }

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tools.processes import free_port
+from tools.processes import free_ports
 
 from .engine import client_env, docker_cli
 from .proc import E2E_DIR, LOG_DIR, REPO_ROOT, HarnessError, log, run, tail
@@ -124,7 +124,7 @@ def write_env(path: Path, values: Mapping[str, str], drop: Iterable[str] = ()) -
 def new_stack_env(path: Path = ENV_FILE) -> Path:
     """A fresh env file for the test stack: generated secrets, free ports, TEST_SETTINGS."""
     values = generated_secrets(required_secrets())
-    values.update({name: str(free_port()) for name in PORT_VARIABLES})
+    values.update(zip(PORT_VARIABLES, map(str, free_ports(len(PORT_VARIABLES))), strict=True))
     values.update(TEST_SETTINGS)
     return write_env(path, values)
 

@@ -139,13 +139,16 @@ def _running_dockerd() -> list[int]:
 
 def _wait_until_answering(proc: subprocess.Popen[bytes] | None, timeout: float) -> bool:
     """True once the engine answers; False when ``proc`` exits first or ``timeout`` passes."""
+
+    def outcome() -> bool | None:
+        if answers():
+            return True
+        if proc is not None and proc.poll() is not None:
+            return False
+        return None  # not yet
+
     try:
-        return poll(
-            lambda: True if answers() else False if proc and proc.poll() is not None else None,
-            "the Docker engine to answer",
-            timeout,
-            interval=0.5,
-        )
+        return poll(outcome, "the Docker engine to answer", timeout, interval=0.5)
     except TimeoutError:
         return False
 
