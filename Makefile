@@ -26,6 +26,10 @@ endef
 .PHONY: help setup install lint typecheck test test-unit test-integration demo demo-check e2e \
 	bench-train bench-serving compose-config clean
 
+# Every target that runs the project's environment creates it first, so each works on a fresh
+# clone by itself (uv sync takes well under a second when .venv is current).
+lint typecheck compose-config test-unit test-integration demo-check e2e bench-train bench-serving: install
+
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
 		awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
