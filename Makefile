@@ -24,11 +24,12 @@ define ring
 endef
 
 .PHONY: help setup install lint typecheck test test-unit test-integration demo demo-check e2e \
-	bench-train bench-serving compose-config clean
+	bench-train bench-serving bench-pipeline bench-engine compose-config clean
 
 # Every target that runs the project's environment creates it first, so each works on a fresh
 # clone by itself (uv sync takes well under a second when .venv is current).
-lint typecheck compose-config test-unit test-integration demo-check e2e bench-train bench-serving: install
+lint typecheck compose-config test-unit test-integration demo-check e2e \
+	bench-train bench-serving bench-pipeline bench-engine: install
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -73,6 +74,12 @@ bench-train: ## Training time and memory: full pipeline with logging vs plain XG
 
 bench-serving: ## Serving latency and throughput: our API vs `mlflow models serve`
 	$(PY) -m bench.serving
+
+bench-pipeline: ## One-row predict: our stored pipeline vs a plain ColumnTransformer + XGBoost
+	$(PY) -m bench.pipeline
+
+bench-engine: ## Batch inference: the engine vs pipeline.predict on 1M rows; ml-model predict on files
+	$(PY) -m bench.engine
 
 clean: ## Remove local stores, caches and build outputs (keeps .venv)
 	rm -rf .mlops mlruns mlartifacts .pytest_cache .mypy_cache .ruff_cache

@@ -301,9 +301,9 @@ def _timed(fn: Callable[[], Any], seconds: float, min_runs: int = 5) -> list[flo
 def child_inprocess(work: Path, version: str, rows: int, seconds: float) -> dict[str, Any]:
     """pipeline.predict vs the compiled path, one thread, one row and ``rows`` rows: median
     seconds per call for one row, mean seconds per call (as rows/s measures) for ``rows``."""
-    import numpy as np
     import pandas as pd
 
+    from ml_model.engine.parity import relative_difference
     from ml_model.model_io import load_pipeline
     from ml_model.tracking import connect
     from prediction_api.hot import PREDICT, answer
@@ -332,11 +332,8 @@ def child_inprocess(work: Path, version: str, rows: int, seconds: float) -> dict
             "ours_json_s": average(_timed(partial(answer, model, PREDICT, body), seconds)),
         }
     check = sample.head(rows)
-    ours = np.asarray(compiled_path(_records(check)).values, dtype=np.float64)
-    expected = np.asarray(pipeline.predict(check), dtype=np.float64)
-    scale = np.maximum(np.abs(ours), np.abs(expected))
-    out["max_relative_difference"] = float(
-        np.max(np.where(scale > 0, np.abs(ours - expected) / scale, 0.0))
+    out["max_relative_difference"] = relative_difference(
+        compiled_path(_records(check)).values, pipeline.predict(check)
     )
     out["direct_booster_call"] = model.compiled.booster.direct
     return out

@@ -9,93 +9,29 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
-from sklearn.pipeline import Pipeline
 
-from ml_model.config import FeaturesConfig, ModelConfig, Task
-from ml_model.fitting import fit_pipeline
-from ml_model.pipeline import build_pipeline
+from ml_model.pipeline import feature_schema
 from ml_model.run_logging import input_example, model_signature
-from ml_model.synthetic import TARGET, make_dataset
 from prediction_api.app import create_app
 from prediction_api.manager import ModelManager, Target, TransientError
 from prediction_api.metrics import Metrics
 from prediction_api.model import LoadedModel, ModelFiles, build_model
 from prediction_api.settings import ApiSettings
+from tests.support.pipelines import Fit, Fitted, fitter
 from tools.processes import wait_until
-
-
-@dataclass(frozen=True)
-class Fitted:
-    pipeline: Pipeline
-    X: pd.DataFrame
-    y: pd.Series
-    task: Task
-
-
-Fit = Callable[..., Fitted]
 
 
 @pytest.fixture(scope="session")
 def fit() -> Fit:
-    """``fit(task, **options)``: a fitted ml_model pipeline on synthetic mixed data (cached).
-
-    Options: scaling, numeric_imputation, categorical_imputation (FeaturesConfig), trees,
-    early_stopping (rounds), rows, numeric, categorical, empty_columns (columns made entirely
-    missing in training: ``num_0`` and the last categorical one), none_categories (None among
-    the training values of ``cat_0``)."""
-    cache: dict[tuple[Any, ...], Fitted] = {}
-
-    def make(task: Task = Task.REGRESSION, **options: Any) -> Fitted:
-        key = (task, *sorted(options.items()))
-        if key in cache:
-            return cache[key]
-        rows = options.get("rows", 800)
-        categorical = options.get("categorical", 3)
-        frame = make_dataset(
-            rows, task, seed=3, numeric=options.get("numeric", 4), categorical=categorical
-        )
-        forced: list[str] = []
-        if options.get("none_categories"):  # None (not NaN) in training, as SQL sources give
-            column = frame["cat_0"].astype(object)
-            column[column.index % 7 == 0] = None
-            frame["cat_0"] = column
-        if options.get("empty_columns"):
-            frame["num_0"] = np.nan
-            last = f"cat_{categorical - 1}"
-            frame[last] = pd.Series([np.nan] * rows, dtype=object)
-            forced = [last]
-        features = FeaturesConfig(
-            **{
-                k: options[k]
-                for k in ("scaling", "numeric_imputation", "categorical_imputation")
-                if k in options
-            }
-        )
-        model = ModelConfig(
-            params={"n_estimators": options.get("trees", 30), "max_depth": 4},
-            early_stopping_rounds=options.get("early_stopping"),
-        )
-        pipeline = build_pipeline(task, features, model, 0, [], [], forced)
-        X, y = frame.drop(columns=[TARGET]), frame[TARGET]
-        validation = None
-        if model.early_stopping_rounds is not None:
-            cut = int(rows * 0.8)
-            validation = (X.iloc[cut:], y.iloc[cut:])
-            X, y = X.iloc[:cut], y.iloc[:cut]
-        fit_pipeline(pipeline, X, y, validation)
-        cache[key] = Fitted(pipeline, X, y, task)
-        return cache[key]
-
-    return make
+    """``fit(task, **options)``: a fitted ml_model pipeline (see tests.support.pipelines)."""
+    return fitter()
 
 
 def model_files(fitted: Fitted) -> ModelFiles:
     """Signature and input example exactly as the trainer logs them."""
-    schema = fitted.pipeline.named_steps["preprocess"].schema_
+    schema = feature_schema(fitted.pipeline)
     signature = model_signature(schema, fitted.y, fitted.task).to_dict()
     example = input_example(fitted.X, schema)
     records = json.loads(example.to_json(orient="records"))

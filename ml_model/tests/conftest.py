@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.pipelines import Fit, fitter
+
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -15,3 +17,9 @@ def configs_dir() -> Path:
 @pytest.fixture(scope="session")
 def penguins_csv() -> Path:
     return PACKAGE_ROOT / "data" / "penguins.csv"
+
+
+@pytest.fixture(scope="session")
+def fit() -> Fit:
+    """``fit(task, **options)``: a fitted pipeline on synthetic data (tests.support.pipelines)."""
+    return fitter()

@@ -31,13 +31,12 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from prediction_api.compiled import CompiledModel, Prediction
+from ml_model.engine import Columns, CompiledModel, Prediction
 from prediction_api.errors import ApiError, error_body, problem
 from prediction_api.http import ApiKeys, parse_json, read_body
 from prediction_api.manager import ModelManager
 from prediction_api.metrics import Metrics
 from prediction_api.model import LoadedModel
-from prediction_api.validation import Batch
 
 logger = logging.getLogger("prediction_api")
 
@@ -53,9 +52,9 @@ class Coalescer:
     """Encodes and predicts once per event-loop turn for every batch submitted in that turn."""
 
     def __init__(self) -> None:
-        self._pending: list[tuple[CompiledModel, Batch, asyncio.Future[np.ndarray]]] = []
+        self._pending: list[tuple[CompiledModel, Columns, asyncio.Future[np.ndarray]]] = []
 
-    async def predict(self, compiled: CompiledModel, batch: Batch) -> np.ndarray:
+    async def predict(self, compiled: CompiledModel, batch: Columns) -> np.ndarray:
         """The booster's output rows for ``batch``."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[np.ndarray] = loop.create_future()
@@ -66,7 +65,7 @@ class Coalescer:
 
     def _flush(self) -> None:
         pending, self._pending = self._pending, []
-        groups: dict[int, list[tuple[CompiledModel, Batch, asyncio.Future[np.ndarray]]]] = {}
+        groups: dict[int, list[tuple[CompiledModel, Columns, asyncio.Future[np.ndarray]]]] = {}
         for item in pending:  # one group per model: a swap may land between two requests
             groups.setdefault(id(item[0]), []).append(item)
         for items in groups.values():
@@ -85,12 +84,12 @@ class Coalescer:
                 start += batch.rows
 
 
-def merge(batches: list[Batch]) -> Batch:
+def merge(batches: list[Columns]) -> Columns:
     """One batch holding the rows of ``batches`` in order."""
     if len(batches) == 1:
         return batches[0]
     columns = len(batches[0].categorical)
-    return Batch(
+    return Columns(
         sum(b.rows for b in batches),
         np.concatenate([b.numeric for b in batches]),
         tuple(
@@ -114,7 +113,7 @@ def _render(model: LoadedModel, route: str, prediction: Prediction) -> bytes:
     return orjson.dumps(payload, option=_NUMPY)
 
 
-def _batch(model: LoadedModel, route: str, body: bytes) -> Batch:
+def _batch(model: LoadedModel, route: str, body: bytes) -> Columns:
     if route == PREDICT:
         batch = model.validator.decode_predict(body)
         return batch if batch is not None else model.validator.predict_body(parse_json(body))

@@ -1,4 +1,5 @@
-"""A loaded model version: its compiled inference path, validator and metadata, immutable.
+"""A loaded model version: the inference engine compiled for it, its validator and metadata,
+immutable.
 
 The service holds one reference to the current ``LoadedModel`` and replaces it in a single
 assignment; a request reads the reference once and uses that object to the end, so a swap
@@ -17,17 +18,22 @@ from typing import Any
 
 import numpy as np
 
-from prediction_api.compiled import CompiledModel, Prediction, compile_pipeline
-from prediction_api.features import Feature, features_from_signature
-from prediction_api.validation import Batch, Validator
-
-# The compiled path must agree with pipeline.predict to this relative difference.
-SMOKE_RTOL = 1e-6
+from ml_model.engine import (
+    PARITY_RTOL,
+    Columns,
+    CompiledModel,
+    Prediction,
+    compile_pipeline,
+    difference,
+    pipeline_prediction,
+)
+from prediction_api.features import Feature, Kind, SignatureError, features_from_signature
+from prediction_api.validation import Validator
 
 
 class SmokeTestError(ValueError):
-    """The model cannot predict its own input example, or the compiled path disagrees with
-    the pipeline on it."""
+    """The model cannot predict its own input example through validation and the engine, or
+    the engine disagrees with the pipeline on it."""
 
 
 @dataclass(frozen=True)
@@ -88,8 +94,8 @@ class LoadedModel:
     def task(self) -> str:
         return "classification" if self.compiled.is_classifier else "regression"
 
-    def predict(self, batch: Batch) -> Prediction:
-        return self.compiled.predict(batch)
+    def predict(self, columns: Columns) -> Prediction:
+        return self.compiled.predict(columns)
 
     def describe(self) -> dict[str, Any]:
         """``GET /model``."""
@@ -127,12 +133,13 @@ def build_model(
     metrics: dict[str, float],
     max_rows: int,
 ) -> LoadedModel:
-    """Compile ``pipeline`` for the signature's features and smoke-test it; raises
-    SignatureError, CompileError or SmokeTestError when the version must not be served."""
+    """Compile ``pipeline`` with the inference engine, check the signature against it and
+    smoke-test it; raises SignatureError, CompileError or SmokeTestError when the version must
+    not be served."""
     features = features_from_signature(files.signature.get("inputs") or [])
-    compiled = compile_pipeline(pipeline, features)
-    validator = Validator(features, max_rows)
-    smoke_test(pipeline, compiled, files.input_example)
+    compiled = compile_pipeline(pipeline)
+    ordered = engine_order(features, compiled)
+    smoke_test(pipeline, compiled, ordered, files.input_example)
     return LoadedModel(
         name=name,
         version=version,
@@ -143,8 +150,25 @@ def build_model(
         input_example=files.input_example,
         features=features,
         compiled=compiled,
-        validator=validator,
+        validator=Validator(ordered, max_rows),
     )
+
+
+def engine_order(features: Sequence[Feature], compiled: CompiledModel) -> tuple[Feature, ...]:
+    """The signature's features in the order the engine takes its columns; SignatureError
+    unless they are exactly the engine's numeric and categorical columns."""
+    by_name = {f.name: f for f in features}
+    schema = compiled.schema
+    kinds = {
+        **dict.fromkeys(schema.numeric, Kind.NUMERIC),
+        **dict.fromkeys(schema.categorical, Kind.CATEGORICAL),
+    }
+    if {n: f.kind for n, f in by_name.items()} != kinds:
+        raise SignatureError(
+            f"the signature's features do not match the pipeline's schema "
+            f"(numeric {list(schema.numeric)}, categorical {list(schema.categorical)})"
+        )
+    return tuple(by_name[name] for name in schema.columns)
 
 
 def reference_frame(records: Sequence[dict[str, Any]], features: Sequence[Feature]) -> Any:
@@ -154,57 +178,32 @@ def reference_frame(records: Sequence[dict[str, Any]], features: Sequence[Featur
 
     columns: dict[str, Any] = {}
     for feature in features:
-        values = [record.get(feature.name) for record in records]
-        if feature.kind.value == "numeric":
-            columns[feature.name] = np.array(
-                [np.nan if v is None else v for v in values], dtype=np.float64
-            )
-        else:
-            columns[feature.name] = np.array(
-                [np.nan if v is None else v for v in values], dtype=object
-            )
+        values = [np.nan if r.get(feature.name) is None else r[feature.name] for r in records]
+        dtype = np.float64 if feature.kind is Kind.NUMERIC else object
+        columns[feature.name] = np.array(values, dtype=dtype)
     return pd.DataFrame(columns)
 
 
-def relative_difference(a: np.ndarray, b: np.ndarray) -> float:
-    """Largest ``|a - b| / max(|a|, |b|)`` over the elements (0 where both are 0)."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape:
-        return math.inf
-    scale = np.maximum(np.abs(a), np.abs(b))
-    diff = np.abs(a - b)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(scale > 0, diff / scale, diff)
-    return float(np.max(ratio, initial=0.0))
-
-
-def smoke_test(pipeline: Any, compiled: CompiledModel, example: Sequence[dict[str, Any]]) -> None:
+def smoke_test(
+    pipeline: Any,
+    compiled: CompiledModel,
+    features: Sequence[Feature],
+    example: Sequence[dict[str, Any]],
+) -> None:
     """Predict the input example (plus one all-missing row) through validation and the
-    compiled path, and compare with ``pipeline.predict`` / ``predict_proba``."""
-    empty = {f.name: None for f in compiled.features}
-    records = [*example, empty]
+    engine, and compare with ``pipeline.predict`` / ``predict_proba``."""
+    records = [*example, {f.name: None for f in features}]
     try:
-        validator = Validator(compiled.features, max_rows=len(records))
-        batch = validator.records(list(records), ("input_example",))
-        ours = compiled.predict(batch)
-        frame = reference_frame(records, compiled.features)
-        expected = np.asarray(pipeline.predict(frame))
-        expected_proba = (
-            np.asarray(pipeline.predict_proba(frame)) if compiled.is_classifier else None
-        )
+        validator = Validator(features, max_rows=len(records))
+        ours = compiled.predict(validator.records(records, ("input_example",)))
+        expected = pipeline_prediction(pipeline, reference_frame(records, features))
     except Exception as exc:
         raise SmokeTestError(
             f"predicting the input example failed: {type(exc).__name__}: {exc}"
         ) from exc
-    if compiled.is_classifier:
-        assert expected_proba is not None and ours.probabilities is not None
-        if list(ours.values) != expected.tolist():
-            raise SmokeTestError("compiled labels differ from pipeline.predict on the example")
-        difference = relative_difference(ours.probabilities, expected_proba)
-    else:
-        difference = relative_difference(np.asarray(ours.values), expected)
-    if not difference <= SMOKE_RTOL:
+    measured = difference(ours, expected)
+    if not measured <= PARITY_RTOL:
         raise SmokeTestError(
-            f"compiled predictions differ from pipeline.predict on the example "
-            f"(relative difference {difference:.3g} > {SMOKE_RTOL:g})"
+            f"the engine's predictions differ from pipeline.predict on the example "
+            f"(relative difference {measured:.3g} > {PARITY_RTOL:g})"
         )

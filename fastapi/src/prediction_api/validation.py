@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from itertools import chain
 from operator import attrgetter, itemgetter, methodcaller
 from typing import Any
@@ -32,6 +31,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from ml_model.engine import Columns
 from prediction_api.errors import MAX_PROBLEMS, InputError, problem
 from prediction_api.features import Feature, Kind
 
@@ -39,17 +39,6 @@ _NUMBER_TYPES = frozenset({int, float})
 _NULL_TYPES = frozenset({type(None)})
 _NUMERIC_OK = _NUMBER_TYPES | _NULL_TYPES
 _CATEGORICAL_OK = frozenset({str}) | _NULL_TYPES
-
-
-@dataclass(frozen=True)
-class Batch:
-    """Validated input of ``rows`` rows: the numeric features as one float64 matrix (columns in
-    ``Validator.numeric_names`` order, NaN = missing) and one tuple of str-or-None values per
-    categorical feature (``Validator.categorical_names`` order; not yet trimmed)."""
-
-    rows: int
-    numeric: np.ndarray
-    categorical: tuple[tuple[Any, ...], ...]
 
 
 Column = list[Any]
@@ -144,7 +133,7 @@ class Validator:
 
     # --- request formats -------------------------------------------------------------------
 
-    def decode_predict(self, body: bytes) -> Batch | None:
+    def decode_predict(self, body: bytes) -> Columns | None:
         """``POST /predict`` straight from its body with the typed decoder; None when the
         decoder refuses it (the caller then parses it and uses ``predict_body``). What the
         decoder accepts needs no value checks: it holds only finite numbers (it refuses NaN
@@ -157,13 +146,13 @@ class Validator:
         rows = decoded if isinstance(decoded, list) else [decoded]
         self._check_size(len(rows), ("body",))
         numeric, categorical = self._decoded_getters
-        return Batch(
+        return Columns(
             len(rows),
             _float_matrix(_columns(rows, numeric), len(rows)),
             tuple(map(tuple, _columns(rows, categorical))),
         )
 
-    def predict_body(self, payload: Any) -> Batch:
+    def predict_body(self, payload: Any) -> Columns:
         """``POST /predict``: one record (an object) or a list of records."""
         if isinstance(payload, dict):
             return self.records([payload], ("body",), single=True)
@@ -180,7 +169,7 @@ class Validator:
             ]
         )
 
-    def invocations_body(self, payload: Any) -> Batch:
+    def invocations_body(self, payload: Any) -> Columns:
         """``POST /invocations``: ``{"dataframe_split": ...}`` or ``{"dataframe_records": ...}``
         as MLflow's scoring server takes them."""
         formats = ("dataframe_split", "dataframe_records")
@@ -231,7 +220,7 @@ class Validator:
                 ]
             )
 
-    def records(self, records: list[Any], loc: tuple[Any, ...], single: bool = False) -> Batch:
+    def records(self, records: list[Any], loc: tuple[Any, ...], single: bool = False) -> Columns:
         """A list of records (objects keyed by feature name)."""
         self._check_size(len(records), loc)
         if all(type(r) is dict for r in records) and self._keys_ok(records):
@@ -245,7 +234,7 @@ class Validator:
             )
         return self._records_slow(records, loc, single)
 
-    def _records_slow(self, records: list[Any], loc: tuple[Any, ...], single: bool) -> Batch:
+    def _records_slow(self, records: list[Any], loc: tuple[Any, ...], single: bool) -> Columns:
         problems: list[dict[str, Any]] = []
         names = self.names
         readable: list[dict[str, Any]] = []  # a record that is not an object has no values
@@ -283,7 +272,7 @@ class Validator:
             raise InputError(sorted(problems, key=_row_order))
         return batch
 
-    def split(self, table: Any, loc: tuple[Any, ...]) -> Batch:
+    def split(self, table: Any, loc: tuple[Any, ...]) -> Columns:
         """MLflow's ``dataframe_split``: ``{"columns": [...], "data": [[...], ...]}``."""
         if not isinstance(table, dict):
             raise InputError(
@@ -350,7 +339,7 @@ class Validator:
         categorical: list[Column],
         loc: tuple[Any, ...],
         single: bool,
-    ) -> Batch:
+    ) -> Columns:
         """Check and convert the values of ``rows`` rows, given as one column per feature
         (``numeric_names`` and ``categorical_names`` order); raise InputError naming each bad
         value."""
@@ -368,7 +357,7 @@ class Validator:
                 _categorical_problems(column, name, loc, single, problems)
         if problems:
             raise InputError(sorted(problems, key=_row_order))
-        return Batch(rows, matrix, tuple(map(tuple, categorical)))
+        return Columns(rows, matrix, tuple(map(tuple, categorical)))
 
 
 def _row_order(item: dict[str, Any]) -> int:

@@ -5,7 +5,10 @@ request and answer shapes MLflow clients use for ``mlflow models serve``."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +27,7 @@ from schemathesis.checks import (
 from ml_model.model_io import load_pipeline
 from tests.support.api import Api, StartApi
 from tests.support.mlflow_server import MlflowServer
+from tools.processes import environ_without
 
 from .conftest import Trainer
 
@@ -32,6 +36,7 @@ KEY = "integration-test-key-0123456789"
 # Examples per operation and generation mode: enough to hit every schema branch, small enough
 # for the module to stay well under a minute on two cores.
 EXAMPLES = 40
+CLI = str(Path(sys.executable).parent / "ml-model")
 
 
 @pytest.fixture(scope="module")
@@ -136,3 +141,35 @@ def test_api_keys(
         assert api.post("/admin/reload", headers=bearer).json()["outcome"] == "unchanged"
         for path in ("/health", "/ready", "/metrics"):
             assert api.get(path).status_code == 200
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_batch_scoring_predicts_what_the_api_serves(
+    classifier_api: Api, mlflow_server: MlflowServer, tmp_path: Path, fmt: str
+) -> None:
+    """``ml-model predict`` streams a file through the same engine: chunk by chunk, it writes
+    the labels and probabilities the API answers for the same rows."""
+    frame = pd.DataFrame(classifier_api.get("/model").json()["input_example"])
+    frame = pd.concat([frame] * 8, ignore_index=True)  # 40 rows, within the API's max_rows
+    frame.loc[3, "island"] = None
+    frame.loc[5, "island"] = "  Dream "
+    frame.loc[7, "island"] = "Atlantis"  # never seen in training
+    frame.loc[9, "bill_length_mm"] = np.nan
+    source, scored = tmp_path / f"rows.{fmt}", tmp_path / "scored.csv"
+    frame.to_csv(source, index=False) if fmt == "csv" else frame.to_parquet(source)
+    command = ["predict", "--model-uri", f"models:/{MODEL}/1", "--chunk-rows", "7"]
+    done = subprocess.run(  # noqa: PLW1510 - the test reads returncode
+        [CLI, *command, "--input", str(source), "--output", str(scored)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**environ_without("MLFLOW_"), "MLFLOW_TRACKING_URI": mlflow_server.url},
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"wrote {len(frame)} predictions" in done.stdout
+    batch = pd.read_csv(scored)
+    records = json.loads(frame.to_json(orient="records"))
+    answer = classifier_api.post("/predict", json=records).json()
+    assert batch["prediction"].tolist() == answer["predictions"]
+    columns = [f"probability_{label}" for label in answer["classes"]]
+    np.testing.assert_allclose(batch[columns].to_numpy(), answer["probabilities"], rtol=1e-6)

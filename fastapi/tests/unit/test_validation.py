@@ -11,10 +11,11 @@ import numpy as np
 import orjson
 import pytest
 
+from ml_model.engine import Columns
 from prediction_api.errors import InputError
 from prediction_api.features import Feature, Kind
 from prediction_api.http import parse_json
-from prediction_api.validation import Batch, Validator
+from prediction_api.validation import Validator
 
 FEATURES = (
     Feature("length", Kind.NUMERIC),
@@ -238,7 +239,7 @@ def mostly_valid(feature: Feature, rng: np.random.Generator) -> Any:
 
 
 def reference(validator: Validator, body: bytes) -> Any:
-    """What the record path makes of a body: a Batch, or the InputError's problems."""
+    """What the record path makes of a body: a Columns, or the InputError's problems."""
     try:
         return validator.predict_body(parse_json(body))
     except InputError as error:
@@ -269,7 +270,7 @@ def test_typed_decoder_agrees_with_the_record_path_on_random_bodies(optional: bo
         if batch is None:  # refused by the decoder: the record path decides
             continue
         decoded += 1
-        assert isinstance(expected, Batch), body
+        assert isinstance(expected, Columns), body
         assert batch.rows == expected.rows and batch.categorical == expected.categorical
         np.testing.assert_array_equal(batch.numeric, expected.numeric)
     assert decoded > 50  # valid bodies do take the typed decoder
@@ -286,7 +287,7 @@ def test_typed_decoder_reads_awkward_json_like_the_record_path(
     validator: Validator, body: bytes
 ) -> None:
     batch, expected = validator.decode_predict(body), reference(validator, body)
-    assert batch is not None and isinstance(expected, Batch)
+    assert batch is not None and isinstance(expected, Columns)
     np.testing.assert_array_equal(batch.numeric, expected.numeric)
     assert batch.categorical == expected.categorical
 

@@ -117,14 +117,18 @@ def predict(
     model_uri: Annotated[str, typer.Option(help="e.g. models:/NAME@champion or runs:/ID/model")],
     input: Annotated[Path, typer.Option("--input", "-i", help="CSV or Parquet to score.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="CSV or Parquet to write.")],
+    chunk_rows: Annotated[
+        int, typer.Option(help="Rows scored at a time; memory grows with it, not the file.")
+    ] = 50_000,
 ) -> None:
-    """Score a file in batch; writes the input columns plus predictions."""
+    """Score a file in batch, streamed in chunks; writes the input columns plus predictions."""
     from ml_model.predict import predict_file
 
-    rows, warnings = predict_file(model_uri, input, output)
-    for warning in warnings:
+    result = predict_file(model_uri, input, output, chunk_rows)
+    for warning in result.warnings:
         typer.echo(f"warning: {warning}", err=True)
-    typer.echo(f"wrote {rows} predictions to {output}")
+    rate = result.rows / result.seconds if result.seconds > 0 else float("inf")
+    typer.echo(f"wrote {result.rows} predictions to {output} ({rate:.0f} rows/s)")
 
 
 @models_app.command("list")

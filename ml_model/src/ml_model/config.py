@@ -124,7 +124,9 @@ CLASSIFICATION_METRICS = ("accuracy", "f1", "roc_auc", "log_loss")
 
 class PromotionConfig(Strict):
     """When a new version takes the ``champion`` alias: it must beat the champion's score on the
-    same held-out data by at least ``min_improvement`` (absolute) in ``direction``."""
+    same held-out data by at least ``min_improvement`` (absolute) in ``direction``. With no
+    champion yet, it must beat the trivial baseline (mean predictor or class priors) on those
+    rows, unless ``require_beat_baseline`` is false."""
 
     metric: str | None = Field(
         default=None, description="Defaults to rmse (regression) or log_loss (classification)."
@@ -133,6 +135,10 @@ class PromotionConfig(Strict):
         default=None, description="Defaults to the metric's natural direction."
     )
     min_improvement: float = Field(default=0.0, ge=0.0)
+    require_beat_baseline: bool = Field(
+        default=True,
+        description="A first version becomes champion only when it beats the trivial baseline.",
+    )
 
     @model_validator(mode="after")
     def _known_metric(self) -> PromotionConfig:

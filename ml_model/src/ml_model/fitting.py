@@ -14,7 +14,7 @@ from sklearn.pipeline import Pipeline
 from ml_model.config import Task
 from ml_model.errors import UserError
 from ml_model.metrics import evaluate, format_metrics
-from ml_model.pipeline import LabelEncodedClassifier
+from ml_model.pipeline import MODEL, LabelEncodedClassifier
 from ml_model.progress import BoostingProgress
 
 logger = logging.getLogger("ml_model")
@@ -35,7 +35,7 @@ def split(X: pd.DataFrame, y: pd.Series, size: float, seed: int, task: Task) -> 
 
 def _xgboost_estimators(pipeline: Pipeline) -> list[Any]:
     """The XGBoost estimator template and, once fitted, the fitted one."""
-    final = pipeline.named_steps["model"]
+    final = pipeline.named_steps[MODEL]
     if isinstance(final, LabelEncodedClassifier):
         return [final.estimator, *([final.estimator_] if hasattr(final, "estimator_") else [])]
     return [final]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
+from sklearn.dummy import DummyClassifier, DummyRegressor
 
 from ml_model.config import Task
 
@@ -67,6 +68,20 @@ def score(task: Task, model: object, y: pd.Series, output: np.ndarray) -> dict[s
 def evaluate(task: Task, model: object, X: pd.DataFrame, y: pd.Series) -> dict[str, float]:
     """Score a fitted pipeline (anything with predict / predict_proba / classes_) on X, y."""
     return score(task, model, y, held_out_output(task, model, X))
+
+
+def baseline_metrics(task: Task, y_train: pd.Series, y_test: pd.Series) -> dict[str, float]:
+    """The task's metrics for a trivial predictor learned from ``y_train`` alone, scored on the
+    held-out ``y_test`` with ``score``: the mean of ``y_train`` for every row (regression); the
+    class priors of ``y_train`` as probabilities and the majority class as the label
+    (classification). A model worth serving beats these."""
+    dummy = (
+        DummyRegressor(strategy="mean")
+        if task is Task.REGRESSION
+        else DummyClassifier(strategy="prior")
+    )
+    dummy.fit(np.zeros((len(y_train), 1)), y_train)
+    return evaluate(task, dummy, pd.DataFrame(index=y_test.index), y_test)
 
 
 def format_metrics(metrics: dict[str, float]) -> str:

@@ -20,9 +20,15 @@ from sklearn.utils.validation import check_is_fitted
 from xgboost import XGBClassifier, XGBRegressor
 
 from ml_model.config import FeaturesConfig, ModelConfig, Task
-from ml_model.preprocessing import DataPreprocessor
+from ml_model.preprocessing import DataPreprocessor, FeatureSchema
 
 MISSING_CATEGORY = "missing"
+
+# The pipeline's step names, named once: every reader of a fitted pipeline goes through these
+# (and the accessors below), never through string literals of its own.
+PREPROCESS, ENCODE, MODEL = "preprocess", "encode", "model"
+NUMERIC, CATEGORICAL = "numeric", "categorical"  # the encoder's two parts
+IMPUTE, SCALE, ONEHOT = "impute", "scale", "onehot"  # the steps inside them
 
 # Types skops may rebuild when loading a stored pipeline: our own classes and the library types
 # a fitted pipeline holds beyond skops' defaults. Kept next to the classes it names; a test
@@ -71,14 +77,14 @@ def build_encoder(features: FeaturesConfig) -> ColumnTransformer:
     scaler = StandardScaler() if features.scaling == "standardize" else MinMaxScaler()
     numeric = Pipeline(
         [
-            ("impute", SimpleImputer(strategy=features.numeric_imputation)),
-            ("scale", scaler),
+            (IMPUTE, SimpleImputer(strategy=features.numeric_imputation)),
+            (SCALE, scaler),
         ]
     )
     categorical = Pipeline(
         [
             (
-                "impute",
+                IMPUTE,
                 SimpleImputer(
                     strategy=features.categorical_imputation, fill_value=MISSING_CATEGORY
                 ),
@@ -87,15 +93,15 @@ def build_encoder(features: FeaturesConfig) -> ColumnTransformer:
             # the numeric part's float64: the same encoded matrix, while the one-hot block, its
             # largest intermediate, takes half the memory (and time to fill).
             (
-                "onehot",
+                ONEHOT,
                 OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=np.float32),
             ),
         ]
     )
     return ColumnTransformer(
         [
-            ("numeric", numeric, make_column_selector(dtype_include="number")),
-            ("categorical", categorical, make_column_selector(dtype_exclude="number")),
+            (NUMERIC, numeric, make_column_selector(dtype_include="number")),
+            (CATEGORICAL, categorical, make_column_selector(dtype_exclude="number")),
         ],
         sparse_threshold=0.0,
     )
@@ -124,36 +130,45 @@ def build_pipeline(
     return Pipeline(
         [
             (
-                "preprocess",
+                PREPROCESS,
                 DataPreprocessor(
                     drop_columns=tuple(drop_columns),
                     numeric_columns=tuple(numeric_columns),
                     categorical_columns=tuple(categorical_columns),
                 ),
             ),
-            ("encode", build_encoder(features)),
-            ("model", build_estimator(task, model, seed)),
+            (ENCODE, build_encoder(features)),
+            (MODEL, build_estimator(task, model, seed)),
         ]
     )
 
 
+def feature_schema(pipeline: Pipeline) -> FeatureSchema:
+    """The input columns the fitted pipeline's DataPreprocessor found, by kind."""
+    schema: FeatureSchema = pipeline.named_steps[PREPROCESS].schema_
+    return schema
+
+
 def xgboost_model(pipeline: Pipeline) -> XGBRegressor | XGBClassifier:
-    """The fitted XGBoost estimator at the end of a pipeline."""
-    final = pipeline.named_steps["model"]
-    model = final.estimator_ if isinstance(final, LabelEncodedClassifier) else final
-    assert isinstance(model, XGBRegressor | XGBClassifier)
-    return model
+    """The fitted XGBoost estimator at the end of a pipeline; TypeError when the final step is
+    something else."""
+    final = pipeline.steps[-1][1]
+    if isinstance(final, LabelEncodedClassifier):
+        final = final.estimator_
+    if not isinstance(final, XGBRegressor | XGBClassifier):
+        raise TypeError(f"the final estimator is a {type(final).__name__}, not XGBoost's")
+    return final
 
 
 def readable_feature_names(pipeline: Pipeline) -> list[str]:
     """Names of the encoded features XGBoost sees: ``bill_length_mm``, ``island = Dream``."""
-    encoder: ColumnTransformer = pipeline.named_steps["encode"]
+    encoder: ColumnTransformer = pipeline.named_steps[ENCODE]
     names: list[str] = []
     for name, transformer, columns in encoder.transformers_:
-        if name == "numeric":
+        if name == NUMERIC:
             names.extend(transformer.get_feature_names_out(columns))
-        elif name == "categorical":
-            onehot: OneHotEncoder = transformer.named_steps["onehot"]
+        elif name == CATEGORICAL:
+            onehot: OneHotEncoder = transformer.named_steps[ONEHOT]
             for column, categories in zip(columns, onehot.categories_, strict=True):
                 names.extend(f"{column} = {category}" for category in categories)
     return names

@@ -1,64 +1,174 @@
-"""Batch scoring of a CSV or Parquet file with a stored model."""
+"""Batch scoring of a CSV or Parquet file through the inference engine, streamed chunk by chunk.
+
+The input is read in chunks (Parquet record batches, CSV row chunks), each chunk is scored by
+the engine compiled from the stored pipeline and appended to the output, so memory stays
+bounded by the chunk size whatever the file's size. Output rows are the input rows, in order,
+plus ``prediction`` and, for classifiers, ``probability_<class>`` columns. The output appears
+only once every row is scored: a failure leaves no partial file behind.
+
+CSV cells are read as text (missing markers such as an empty cell or ``NA`` as missing) and
+written back as read; the model's own DataPreprocessor parses them, as it parses a table in
+training, so no chunk's type guess can change another chunk's values.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
+import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
-import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ml_model import tracking
-from ml_model.data import file_format, read_table
+from ml_model.data import file_format
+from ml_model.engine import CompiledModel, compile_pipeline
 from ml_model.errors import UserError
 from ml_model.model_io import load_pipeline
 
+logger = logging.getLogger("ml_model")
+
 PREDICTION = "prediction"
+CHUNK_ROWS = 50_000
+PROGRESS_SECONDS = 5.0
 
 
-def score(pipeline: object, frame: pd.DataFrame) -> pd.DataFrame:
+@dataclass(frozen=True)
+class ScoreResult:
+    rows: int
+    warnings: list[str]  # distinct warnings raised while scoring, in order
+    seconds: float
+
+
+def score(compiled: CompiledModel, frame: pd.DataFrame) -> pd.DataFrame:
     """The input rows with a ``prediction`` column, plus ``probability_<class>`` columns for
     classifiers."""
-    scored = frame.copy()
-    scored[PREDICTION] = pipeline.predict(frame)  # type: ignore[attr-defined]
-    classes = getattr(pipeline, "classes_", None)
-    if classes is not None:
-        proba = np.asarray(pipeline.predict_proba(frame))  # type: ignore[attr-defined]
-        for column, label in enumerate(classes):
-            scored[f"probability_{label}"] = proba[:, column]
-    return scored
+    prediction = compiled.predict_frame(frame)
+    columns: dict[str, Any] = {PREDICTION: prediction.values}
+    if compiled.classes is not None and prediction.probabilities is not None:
+        for position, label in enumerate(compiled.classes):
+            columns[f"probability_{label}"] = prediction.probabilities[:, position]
+    added = pd.DataFrame(columns, index=frame.index)
+    clashing = [c for c in added.columns if c in frame.columns]
+    if clashing:
+        raise UserError(f"the input already has columns named {clashing}; rename them to score")
+    return pd.concat([frame, added], axis=1)
 
 
-def write_table(frame: pd.DataFrame, path: Path) -> None:
-    """Write CSV or Parquet (by extension) atomically: a failed write leaves no partial file."""
+def read_chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:
+    """The table at ``path`` in chunks of at most ``rows`` rows."""
+    fmt = file_format(str(path))
+    try:
+        if fmt == "parquet":
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
+                yield batch.to_pandas()
+        else:
+            with pd.read_csv(path, dtype=str, chunksize=rows) as reader:
+                yield from reader
+    except FileNotFoundError:
+        raise UserError(f"input file not found: {path}") from None
+    except (OSError, ValueError, pa.ArrowException, pd.errors.ParserError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"cannot read {fmt} input {path}: {first_line}") from None
+
+
+class ChunkWriter(Protocol):
+    def write(self, frame: pd.DataFrame) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class CsvWriter:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.header = True
+
+    def write(self, frame: pd.DataFrame) -> None:
+        frame.to_csv(self.path, mode="w" if self.header else "a", header=self.header, index=False)
+        self.header = False
+
+    def close(self) -> None:
+        """Nothing stays open between chunks."""
+
+
+class ParquetWriter:
+    """Row groups appended to one file; every chunk takes the first chunk's column types."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.writer: pq.ParquetWriter | None = None
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if self.writer is None:
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            self.writer = pq.ParquetWriter(self.path, table.schema)
+        else:
+            try:
+                table = pa.Table.from_pandas(frame, schema=self.writer.schema, preserve_index=False)
+            except (pa.ArrowException, ValueError) as exc:
+                raise UserError(
+                    f"a later part of the input changes a column's type ({exc}); "
+                    "write CSV output instead"
+                ) from None
+        self.writer.write_table(table)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+@contextmanager
+def atomic_output(path: Path) -> Iterator[ChunkWriter]:
+    """A writer for CSV or Parquet (by extension) into a temporary file that replaces ``path``
+    only when the block succeeds."""
     fmt = file_format(str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(fd)
     tmp = Path(tmp_name)
+    writer: ChunkWriter = CsvWriter(tmp) if fmt == "csv" else ParquetWriter(tmp)
     try:
-        if fmt == "csv":
-            frame.to_csv(tmp, index=False)
-        else:
-            frame.to_parquet(tmp, index=False)
+        try:
+            yield writer
+        finally:
+            writer.close()
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def predict_file(model_uri: str, input_path: Path, output_path: Path) -> tuple[int, list[str]]:
-    """Score ``input_path`` into ``output_path``; returns (rows, warnings raised on the way)."""
+def predict_file(
+    model_uri: str, input_path: Path, output_path: Path, chunk_rows: int = CHUNK_ROWS
+) -> ScoreResult:
+    """Score ``input_path`` into ``output_path`` chunk by chunk through the inference engine."""
     file_format(str(output_path))  # fail on a bad output name before any work
-    frame = read_table(str(input_path))
-    if frame.empty:
-        raise UserError(f"{input_path} has no rows to score")
+    if chunk_rows < 1:
+        raise UserError(f"chunk rows must be at least 1, not {chunk_rows}")
+    if not input_path.is_file():
+        raise UserError(f"input file not found: {input_path}")
     if model_uri.startswith(("models:/", "runs:/")):
         tracking.connect()
-    pipeline = load_pipeline(model_uri)
-    with warnings.catch_warnings(record=True) as caught:
+    compiled = compile_pipeline(load_pipeline(model_uri), threads=os.cpu_count() or 1)
+    start = last_report = time.perf_counter()
+    rows, seen = 0, dict[str, None]()
+    with atomic_output(output_path) as output, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
-        scored = score(pipeline, frame)
-    write_table(scored, output_path)
-    return len(scored), [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+        for chunk in read_chunks(input_path, chunk_rows):
+            output.write(score(compiled, chunk))
+            rows += len(chunk)
+            if time.perf_counter() - last_report >= PROGRESS_SECONDS:
+                last_report = time.perf_counter()
+                elapsed = last_report - start
+                logger.info("scored %d rows in %.0fs (%.0f rows/s)", rows, elapsed, rows / elapsed)
+        seen.update((str(w.message), None) for w in caught if issubclass(w.category, UserWarning))
+        if rows == 0:
+            raise UserError(f"{input_path} has no rows to score")
+    return ScoreResult(rows, list(seen), time.perf_counter() - start)

@@ -100,9 +100,13 @@ def _to_numeric(series: pd.Series) -> pd.Series | None:
     return converted.astype("float64")
 
 
-def _parsed_numeric(series: pd.Series) -> pd.Series | None:
-    """The cleaned column as float64 when it is numeric, else None."""
-    return _to_numeric(_clean_column(series))
+def _parsed_numeric(series: pd.Series) -> np.ndarray | None:
+    """The cleaned column as a float64 array when it is numeric, else None."""
+    numeric = _to_numeric(_clean_column(series))
+    return None if numeric is None else numeric.to_numpy()
+
+
+Converted = TypeVar("Converted", np.ndarray, np.ndarray | None)
 
 
 def _numeric_column(series: pd.Series) -> pd.Series:
@@ -121,12 +125,54 @@ def _categorical_column(series: pd.Series) -> pd.Series:
     return series.where(~present, series.astype(str)).where(present, np.nan)  # None too
 
 
-Converted = TypeVar("Converted", pd.Series, pd.Series | None)
+# Transform time. ``_numeric_column`` and ``_categorical_column`` above decide every case with
+# whole-column pandas operations, each costing tens of microseconds however short the column:
+# milliseconds for a one-row request, which plain MLflow serving pays on every call. The two
+# functions below give the columns that arrive typed as they are served (numpy ints or floats;
+# text whose present values are all ``str``) the same values with one cast, or one pass of
+# ``str.strip`` over the strings, and pass every other column to the general functions.
+# test_preprocessing.py holds both paths equal on a battery of dirty inputs.
+
+
+def _numeric_values(series: pd.Series) -> np.ndarray:
+    """``_numeric_column(series)`` as a float64 array."""
+    if isinstance(series.dtype, np.dtype) and series.dtype.kind in "iuf":
+        # numpy ints and floats: _clean_column leaves them as they are and _to_numeric casts.
+        return series.to_numpy(dtype=np.float64)
+    return _numeric_column(series).to_numpy()
+
+
+def _categorical_values(series: pd.Series) -> np.ndarray:
+    """``_categorical_column(series)`` as an object array."""
+    dtype = series.dtype
+    if (isinstance(dtype, np.dtype) and dtype.kind == "O") or isinstance(
+        dtype, pd.StringDtype | pd.CategoricalDtype
+    ):
+        values = series.to_numpy(dtype=object)
+        missing = pd.isna(values)
+        present = values[~missing]
+        # All present values exactly str: _clean_column strips each (str.strip, as here), blanks
+        # become missing and astype(str) keeps the stripped text; every missing value becomes
+        # NaN. Anything else takes the general path: numbers, bytes, mixed types, and str
+        # subclasses (whose strip() or str() may differ).
+        if set(map(type, present)) <= {str}:
+            out = np.full(len(values), np.nan, dtype=object)
+            out[~missing] = np.fromiter(
+                (text if (text := value.strip()) else np.nan for value in present),
+                dtype=object,
+                count=len(present),
+            )
+            return out
+    return _categorical_column(series).to_numpy()
+
+
+# Below this many rows a column is converted as it is: factorizing costs more than it saves.
+PER_DISTINCT_MIN_ROWS = 64
 
 
 def _per_distinct(convert: Callable[[pd.Series], Converted], series: pd.Series) -> Converted:
-    """``convert(series)``, for categorical and string columns computed once per distinct
-    value and spread back to the rows.
+    """``convert(series)``, for categorical and string columns of at least
+    ``PER_DISTINCT_MIN_ROWS`` rows computed once per distinct value and spread back to the rows.
 
     The converters above are string work in Python, cell by cell: seconds per column of a
     million rows, though such columns hold few distinct values. In these two dtypes every cell
@@ -135,15 +181,17 @@ def _per_distinct(convert: Callable[[pd.Series], Converted], series: pd.Series) 
     so the result is the same. Plain object columns may mix None, NaN and values that compare
     equal across types (1 and True), which factorizing would merge, so they go cell by cell.
     """
-    if not isinstance(series.dtype, pd.CategoricalDtype | pd.StringDtype):
+    if (
+        not isinstance(series.dtype, pd.CategoricalDtype | pd.StringDtype)
+        or len(series) < PER_DISTINCT_MIN_ROWS
+    ):
         return convert(series)
     codes, uniques = pd.factorize(series)
     converted = convert(pd.Series(uniques))
     if converted is None:
         return converted
-    values = np.append(converted.to_numpy(), np.nan)  # code -1 (a missing cell) takes the NaN
-    # The dtype is given: pandas would otherwise infer "str" for an object array of strings.
-    return pd.Series(values[codes], index=series.index, name=series.name, dtype=converted.dtype)
+    # np.append keeps an object array object; code -1 (a missing cell) takes the NaN.
+    return np.append(converted, np.nan)[codes]
 
 
 def infer_schema(
@@ -167,12 +215,15 @@ def infer_schema(
 def clean_frame(frame: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
     """Columns of ``schema`` in its order: numeric as float64 (unparseable values become
     missing), categorical as object holding str or NaN."""
-    columns: dict[str, pd.Series] = {}
+    index = frame.index
+    columns: dict[str, np.ndarray | pd.Series] = {}
     for name in schema.numeric:
-        columns[name] = _per_distinct(_numeric_column, frame[name])
+        columns[name] = _per_distinct(_numeric_values, frame[name])
     for name in schema.categorical:
-        columns[name] = _per_distinct(_categorical_column, frame[name])
-    return pd.DataFrame(columns, index=frame.index)
+        values = _per_distinct(_categorical_values, frame[name])
+        # A Series of the object dtype: pandas would infer "str" for an object array of strings.
+        columns[name] = pd.Series(values, index=index, dtype=object, copy=False)
+    return pd.DataFrame(columns, index=index)  # copies: the result shares no memory with X
 
 
 class DataPreprocessor(TransformerMixin, BaseEstimator):  # type: ignore[misc]

@@ -23,7 +23,12 @@ from sklearn.pipeline import Pipeline
 import ml_model
 from ml_model import plots, tracking
 from ml_model.config import DataConfig, Task
-from ml_model.pipeline import SKOPS_TRUSTED_TYPES, readable_feature_names, xgboost_model
+from ml_model.pipeline import (
+    SKOPS_TRUSTED_TYPES,
+    feature_schema,
+    readable_feature_names,
+    xgboost_model,
+)
 from ml_model.preprocessing import FeatureSchema, clean_frame
 
 
@@ -55,7 +60,7 @@ def log_model(pipeline: Pipeline, X_train: pd.DataFrame, y: pd.Series, task: Tas
     """Store the fitted pipeline with skops (explicit trusted types), an explicit signature,
     an input example, this package's code (so plain MLflow can load it anywhere) and pinned
     requirements (listed, not inferred: inferring would load the model in a subprocess)."""
-    schema: FeatureSchema = pipeline.named_steps["preprocess"].schema_
+    schema = feature_schema(pipeline)
     versions = tracking.library_versions()
     info: ModelInfo = mlflow.sklearn.log_model(
         pipeline,

@@ -1,7 +1,8 @@
 """One training run: load → split → fit → evaluate → log → register → promote.
 
 Everything after the tracking connection happens inside one MLflow run; any failure marks the
-run FAILED and leaves no model version behind.
+run FAILED and leaves no model version behind. Moving the ``champion`` alias is the run's last
+step, so a version that took the alias is never removed.
 """
 
 from __future__ import annotations
@@ -13,21 +14,27 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import yaml
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
 from sklearn.pipeline import Pipeline
 
 from ml_model import registry, run_logging, tracking
 from ml_model.config import Task, TrainConfig, flatten
 from ml_model.data import load_data
+from ml_model.engine import CompileError, ParityError, check_parity, compile_pipeline
+from ml_model.errors import UserError
 from ml_model.fitting import cross_validate, fit_pipeline, split
-from ml_model.metrics import evaluate, format_metrics, held_out_output, score
+from ml_model.metrics import baseline_metrics, evaluate, format_metrics, held_out_output, score
 from ml_model.model_io import load_pipeline
-from ml_model.pipeline import build_pipeline, xgboost_model
+from ml_model.pipeline import build_pipeline, feature_schema, xgboost_model
 from ml_model.progress import stage
 from ml_model.targets import check_cv_folds, check_target, infer_task, promotion_rule
 from ml_model.xgboost_checks import check_device, check_params
 
 logger = logging.getLogger("ml_model")
+
+# Logged on every run: how far the inference engine is from pipeline.predict on held-out rows.
+ENGINE_METRIC = "engine_max_relative_difference"
 
 
 @dataclass(frozen=True)
@@ -80,18 +87,41 @@ def prepare(config: TrainConfig, timings: dict[str, float]) -> Prepared:
 
 
 def champion_score(
-    client: MlflowClient, name: str, task: Task, metric: str, prepared: Prepared
-) -> tuple[str | None, float | None, str | None]:
-    """(champion version, its score on this run's held-out rows, why it could not be scored)."""
-    champion = registry.champion_version(client, name)
-    if champion is None:
-        return None, None, None
+    name: str, champion: ModelVersion, metric: str, prepared: Prepared
+) -> tuple[float | None, str | None]:
+    """(the champion's ``metric`` on this run's held-out rows, why it could not be scored)."""
     try:
         pipeline = load_pipeline(f"models:/{name}/{champion.version}")
-        scores = evaluate(task, pipeline, prepared.X_test, prepared.y_test)
+        scores = evaluate(prepared.task, pipeline, prepared.X_test, prepared.y_test)
     except Exception as exc:  # any failure to score the old model is a reason, not a crash
-        return str(champion.version), None, f"{exc.__class__.__name__}: {exc}"
-    return str(champion.version), scores.get(metric), None
+        return None, f"{exc.__class__.__name__}: {exc}"
+    return scores.get(metric), None
+
+
+def promotion_judge(
+    config: TrainConfig, prepared: Prepared, metrics: dict[str, float], baseline: dict[str, float]
+) -> registry.Judge:
+    """Judges this run's candidate (its held-out ``metrics``) against a champion re-scored on
+    the same rows; with no champion, against the trivial ``baseline`` when the config asks."""
+    name, rule = config.mlflow.registered_model, config.promotion
+    metric, direction = promotion_rule(config, prepared.task)
+
+    def judge(champion: ModelVersion | None) -> registry.PromotionDecision:
+        score, error = (
+            (None, None) if champion is None else champion_score(name, champion, metric, prepared)
+        )
+        return registry.decide(
+            metric,
+            direction,
+            rule.min_improvement,
+            candidate_score=metrics.get(metric),
+            champion_version=None if champion is None else str(champion.version),
+            champion_score=score,
+            champion_error=error,
+            baseline_score=baseline.get(metric) if rule.require_beat_baseline else None,
+        )
+
+    return judge
 
 
 def fit_and_log(
@@ -131,10 +161,20 @@ def fit_and_log(
             )
             mlflow.log_metrics(cv)
     with stage("log dataset and plots", timings):
-        schema = pipeline.named_steps["preprocess"].schema_
+        schema = feature_schema(pipeline)
         mlflow.set_tag("data_digest", run_logging.log_dataset(prepared.frame, schema, data))
         run_logging.log_plots(pipeline, task, prepared.y_test, output)
     return metrics
+
+
+def engine_parity(pipeline: Pipeline, X_test: pd.DataFrame) -> float:
+    """Compile the fitted pipeline into the inference engine and check that it predicts the
+    held-out rows like ``pipeline.predict``: the largest relative difference, or UserError
+    (so nothing is registered) when the engine cannot serve the model."""
+    try:
+        return check_parity(compile_pipeline(pipeline), pipeline, X_test)
+    except (CompileError, ParityError) as exc:
+        raise UserError(f"the trained model cannot be served: {exc}") from None
 
 
 def configured_pipeline(config: TrainConfig, task: Task) -> Pipeline:
@@ -156,42 +196,32 @@ def train(config: TrainConfig, config_path: Path | None = None) -> TrainResult:
     timings: dict[str, float] = {}
     prepared = prepare(config, timings)
     task, name = prepared.task, config.mlflow.registered_model
-    metric, direction = promotion_rule(config, task)
     uri = tracking.connect()
     client = MlflowClient()
     experiment = tracking.experiment_id(config.mlflow.experiment)
     logger.info("task %s, tracking at %s, experiment '%s'", task, uri, config.mlflow.experiment)
     pipeline = configured_pipeline(config, task)
-    version: str | None = None
     with mlflow.start_run(experiment_id=experiment) as run:
-        try:
-            if config_path is not None:
-                mlflow.log_artifact(str(config_path), "config")
-            metrics = fit_and_log(config, prepared, pipeline, timings)
-            with stage("log model", timings):
-                info = run_logging.log_model(pipeline, prepared.X_train, prepared.y_train, task)
-            with stage("register and decide promotion", timings):
-                version = str(mlflow.register_model(info.model_uri, name).version)
-                champion, score, error = champion_score(client, name, task, metric, prepared)
-                decision = registry.decide(
-                    metric,
-                    direction,
-                    config.promotion.min_improvement,
-                    candidate_score=metrics.get(metric),
-                    champion_version=champion,
-                    champion_score=score,
-                    champion_error=error,
-                )
-                registry.record_decision(client, name, version, decision)
-            verdict = "PROMOTED to champion" if decision.promoted else "not promoted"
-            logger.info("registered %s v%s: %s, %s", name, version, verdict, decision.reason)
-            mlflow.log_metrics(
-                {f"time_{k.replace(' ', '_').replace('-', '_')}_s": v for k, v in timings.items()}
-            )
-        except BaseException:
-            if version is not None:
-                client.delete_model_version(name, version)
-            raise
+        baseline = baseline_metrics(task, prepared.y_train, prepared.y_test)
+        logger.info("trivial baseline on the held-out rows: %s", format_metrics(baseline))
+        mlflow.log_metrics({f"baseline_{k}": v for k, v in baseline.items()})
+        if config_path is not None:
+            mlflow.log_artifact(str(config_path), "config")
+        metrics = fit_and_log(config, prepared, pipeline, timings)
+        with stage("check the inference engine", timings):
+            mlflow.log_metric(ENGINE_METRIC, engine_parity(pipeline, prepared.X_test))
+        with stage("log model", timings):
+            info = run_logging.log_model(pipeline, prepared.X_train, prepared.y_train, task)
+        mlflow.log_metrics(
+            {f"time_{k.replace(' ', '_').replace('-', '_')}_s": v for k, v in timings.items()}
+        )
+        # the run's last step: nothing after the alias move can fail the run; on a failure
+        # before the move, register_and_promote deletes the version it registered
+        with stage("register and decide promotion", timings):
+            judge = promotion_judge(config, prepared, metrics, baseline)
+            version, decision = registry.register_and_promote(client, name, info.model_uri, judge)
+        verdict = "PROMOTED to champion" if decision.promoted else "not promoted"
+        logger.info("registered %s v%s: %s, %s", name, version, verdict, decision.reason)
     return TrainResult(
         run_id=run.info.run_id,
         task=task,

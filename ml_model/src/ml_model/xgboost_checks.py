@@ -9,8 +9,9 @@ import numpy as np
 import xgboost
 
 from ml_model.config import ModelConfig, Task
+from ml_model.engine.booster import UnsupportedBoosterError, check_servable
 from ml_model.errors import UserError
-from ml_model.pipeline import build_estimator
+from ml_model.pipeline import LabelEncodedClassifier, build_estimator
 
 NO_GPU_WARNING = "couldn't find any available GPU"
 UNUSED_PARAMS = re.compile(r"Parameters: \{(.*?)\} are not used")
@@ -48,8 +49,9 @@ def check_device(model: ModelConfig) -> None:
 
 
 def check_params(task: Task, model: ModelConfig) -> None:
-    """Fit one round on a tiny matrix with the configured params: unknown parameters and
-    invalid values raise UserError carrying XGBoost's message."""
+    """Fit one round on a tiny matrix with the configured params: unknown parameters, invalid
+    values and a booster or objective the inference engine cannot serve raise UserError
+    naming the parameter, before any real fitting."""
     classes = 2 if task is Task.BINARY else 3
     X = np.arange(classes * 2, dtype=float).reshape(-1, 1)
     y = np.arange(classes * 2) % classes
@@ -60,13 +62,19 @@ def check_params(task: Task, model: ModelConfig) -> None:
             "device": "cpu",
         }
     )
+    estimator = build_estimator(task, tiny, seed=0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            build_estimator(task, tiny, seed=0).fit(X, y)
+            estimator.fit(X, y)
         except (xgboost.core.XGBoostError, ValueError, TypeError) as exc:
             first_line = str(exc).strip().splitlines()[0]
             raise UserError(f"model.params rejected by XGBoost: {first_line}") from None
+    fitted = estimator.estimator_ if isinstance(estimator, LabelEncodedClassifier) else estimator
+    try:  # first: a linear booster also makes XGBoost call the tree parameters unused
+        check_servable(fitted, classifier=task is not Task.REGRESSION)
+    except UnsupportedBoosterError as exc:
+        raise UserError(f"model.params.{exc.parameter}: {exc}") from None
     for warning in caught:
         unused = UNUSED_PARAMS.search(str(warning.message).replace("\n", " "))
         if unused:

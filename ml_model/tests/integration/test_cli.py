@@ -47,6 +47,10 @@ def assert_one_line_error(done: subprocess.CompletedProcess[str], expected: str)
         (["--set", "model.device=tpu"], "model.device: Input should be 'cpu' or 'cuda'"),
         (["--set", "data.target=weight"], "target column 'weight' not in"),
         (["--set", "model.params.max_dept=3"], 'XGBoost does not know { "max_dept" }'),
+        (
+            ["--set", "model.params.booster=gblinear"],
+            "model.params.booster: booster 'gblinear' cannot be served by the inference engine",
+        ),
     ],
 )
 def test_bad_input_fails_with_one_line(
@@ -55,6 +59,16 @@ def test_bad_input_fails_with_one_line(
     config = ["--config", str(configs_dir / "regression.yaml")]
     done = run_cli("train", *config, *args, env={"ML_MODEL_HOME": str(tmp_path)}, cwd=tmp_path)
     assert_one_line_error(done, expected)
+
+
+def test_a_classifier_the_engine_cannot_serve_fails_before_fitting(
+    configs_dir: Path, tmp_path: Path
+) -> None:
+    config = ["--config", str(configs_dir / "classification.yaml")]
+    objective = ["--set", "model.params.objective=multi:softmax"]
+    done = run_cli("train", *config, *objective, env={"ML_MODEL_HOME": str(tmp_path)}, cwd=tmp_path)
+    assert_one_line_error(done, "model.params.objective: objective 'multi:softmax' cannot be")
+    assert not (tmp_path / "mlflow.db").exists()  # refused before any run or fitting began
 
 
 def test_unreachable_tracking_server_fails_fast(configs_dir: Path) -> None:

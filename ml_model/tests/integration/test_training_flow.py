@@ -33,6 +33,7 @@ def test_run_logs_everything_the_ui_shows(
     assert {"test_rmse", "test_mae", "test_r2", "cv_rmse_mean", "cv_rmse_std"} <= set(metrics)
     assert 0 < metrics["best_iteration"] < 400
     assert metrics["test_r2"] > 0.7
+    assert 0 <= metrics["engine_max_relative_difference"] <= 1e-6  # checked before registering
     assert tags["task"] == "regression"
     assert tags["version.xgboost"].startswith("3.")
     assert len(tags["config_digest"]) == 16

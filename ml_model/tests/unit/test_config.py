@@ -38,6 +38,7 @@ def test_defaults_and_relative_source_resolution(tmp_path: Path) -> None:
     assert config.features.scaling == "standardize"
     assert config.model.device == "cpu"
     assert config.training.test_size == 0.2
+    assert config.promotion.require_beat_baseline is True
 
 
 @pytest.mark.parametrize(
@@ -54,6 +55,7 @@ def test_defaults_and_relative_source_resolution(tmp_path: Path) -> None:
         ({"model": {"early_stopping_rounds": 0}}, "model.early_stopping_rounds:"),
         ({"model": {"params": {"device": "cuda"}}}, "not in params"),
         ({"promotion": {"metric": "auc"}}, "unknown metric 'auc'"),
+        ({"promotion": {"require_beat_baseline": "maybe"}}, "promotion.require_beat_baseline:"),
         (
             {"task": "regression", "promotion": {"metric": "accuracy"}},
             "promotion.metric 'accuracy' does not apply to a regression task",

@@ -1,12 +1,26 @@
 """DataPreprocessor: the scikit-learn contract, dirt normalization, and predict-time surprises."""
 
+import warnings
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from ml_model.preprocessing import DataPreprocessor, infer_schema
+from ml_model.preprocessing import (
+    PER_DISTINCT_MIN_ROWS,
+    DataPreprocessor,
+    FeatureSchema,
+    _categorical_column,
+    _categorical_values,
+    _numeric_column,
+    _numeric_values,
+    _parsed_numeric,
+    _per_distinct,
+    infer_schema,
+)
 
 # transform returns a DataFrame (typed columns drive the ColumnTransformer's selectors) whose
 # numeric columns are always float64, so training and serving see one dtype; the dtype-
@@ -114,3 +128,164 @@ def test_categorical_and_string_dtypes_clean_as_plain_objects(dtype: str) -> Non
     step = DataPreprocessor().fit(typed)
     assert step.schema_ == DataPreprocessor().fit(frame).schema_
     pd.testing.assert_frame_equal(step.transform(typed), expected)
+
+
+# --- the transform-time fast paths against the general converters --------------------------
+
+
+class _OddStr(str):
+    """A str subclass whose strip() keeps it and whose str() is not its text: the general path
+    turns it into "odd", so the fast path must leave it to pandas."""
+
+    def strip(self, chars: str | None = None) -> str:
+        return self
+
+    def __str__(self) -> str:
+        return "odd"
+
+
+# Cells of every kind a column may hold: padded and blank text, boolean-like and numeric
+# strings, each missing marker, numbers, numpy scalars, str subclasses, bytes, timestamps.
+DIRTY_CELLS: list[object] = [
+    *["a", " a", "b ", "  ", "", "\t", "\u3000x\u3000", "yes", "No", "TRUE", "f", "12", " 3.5 "],
+    *["1e3", "seven", "nan", "None", "a\x00", None, np.nan, pd.NA, pd.NaT, 1, 0, 1.5, -0.0, True],
+    *[np.int64(3), np.float32(1.25), np.str_(" np "), _OddStr(" odd "), b"b", 10**20, np.inf],
+    pd.Timestamp("2020-01-01"),
+]
+TEXT_CELLS: list[object] = ["a", " a", "b ", "  ", "", "\u3000x ", "yes", "No", "12", " 3.5 ", None]
+
+
+def _dirty_columns(rows: int, seed: int) -> dict[str, pd.Series]:
+    """Columns of every dtype transform meets, drawn from the cells above."""
+    rng = np.random.default_rng(seed)
+
+    def draw(cells: list[object]) -> list[object]:
+        return [cells[i] for i in rng.integers(0, len(cells), rows)]
+
+    floats = rng.normal(size=rows)
+    floats[rng.random(rows) < 0.3] = np.nan
+    columns = {
+        "float64": pd.Series(floats),
+        "float32": pd.Series(floats.astype("float32")),
+        "int64": pd.Series(rng.integers(-5, 5, rows)),
+        "uint8": pd.Series(rng.integers(0, 5, rows).astype("uint8")),
+        "bool": pd.Series(rng.random(rows) < 0.5),
+        "Int64": pd.Series(draw([1, 2, None]), dtype="Int64"),
+        "Float64": pd.Series(draw([1.5, -0.0, None]), dtype="Float64"),
+        "boolean": pd.Series(draw([True, False, None]), dtype="boolean"),
+        "object mixed": pd.Series(draw(DIRTY_CELLS), dtype=object),
+        "object numbers": pd.Series(draw([1, 2.5, None, np.nan]), dtype=object),
+        "object str subclass": pd.Series(draw([np.str_(" a "), _OddStr(" b "), "c"]), dtype=object),
+        "object all missing": pd.Series(draw([None, np.nan]), dtype=object),
+        # pandas cannot cast pd.NA in an object column to float: the numeric path raises.
+        "object all missing with NA": pd.Series(draw([None, pd.NA]), dtype=object),
+        "category ints": pd.Series(pd.Categorical(draw([1, 2, None]))),
+        "datetime": pd.Series(pd.date_range("2020", periods=rows)),
+    }
+    pools: dict[str, list[object]] = {
+        "clean": ["a", "b", "c d"],
+        "clean or missing": ["a", "b", None, np.nan],
+        "padded": TEXT_CELLS,
+        "boolean-like": ["yes", "no", "TRUE", " y ", None],
+        "numeric": ["1", " 2.5", "", None, "-3"],
+        "blank": ["", "  ", None],
+    }
+    for dtype in ("object", "str", "string", "category"):
+        for kind, cells in pools.items():
+            columns[f"{dtype} {kind}"] = pd.Series(draw(cells), dtype=dtype)
+    return columns
+
+
+def _assert_same_values(fast: np.ndarray, general: np.ndarray) -> None:
+    """Same dtype, and cell by cell the same type and value (NaN equal to NaN)."""
+    assert fast.dtype == general.dtype
+    assert [type(v) for v in fast] == [type(v) for v in general]
+    assert all(a == b or (pd.isna(a) and pd.isna(b)) for a, b in zip(fast, general, strict=True))
+
+
+def _outcome(convert: Any, series: pd.Series) -> tuple[Any, list[tuple[type, str]]]:
+    """What ``convert(series)`` gives: its values as an array, or the error it raises, and the
+    warnings it emits."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            value = convert(series)
+            result: Any = None if value is None else np.asarray(value)
+        except Exception as exc:  # the general path raises for some inputs; so must the fast
+            result = (type(exc), str(exc))
+    return result, [(w.category, str(w.message)) for w in caught]
+
+
+def _assert_same_outcomes(fast: tuple[Any, Any], general: tuple[Any, Any]) -> None:
+    assert fast[1] == general[1]  # warnings
+    if general[0] is None or isinstance(general[0], tuple):  # not numeric, or an error raised
+        assert fast[0] == general[0]
+    else:
+        _assert_same_values(fast[0], general[0])
+
+
+@pytest.mark.parametrize("rows", [1, 2, 7, PER_DISTINCT_MIN_ROWS + 1])
+def test_fast_paths_give_the_general_paths_values(rows: int) -> None:
+    for name, series in _dirty_columns(rows, seed=rows).items():
+        general = _outcome(lambda s: _numeric_column(s).to_numpy(), series)
+        fast = _outcome(_numeric_values, series)
+        _assert_same_outcomes(fast, general)
+        assert isinstance(fast[0], tuple) or fast[0].dtype == np.float64, name
+        general = _outcome(lambda s: _categorical_column(s).to_numpy(), series)
+        _assert_same_outcomes(_outcome(_categorical_values, series), general)
+
+
+@pytest.mark.parametrize("convert", [_numeric_values, _categorical_values, _parsed_numeric])
+def test_per_distinct_values_match_cell_by_cell_conversion(convert: Any) -> None:
+    rows = PER_DISTINCT_MIN_ROWS * 2
+    for series in _dirty_columns(rows, seed=5).values():
+        if isinstance(series.dtype, pd.CategoricalDtype | pd.StringDtype):
+            spread = _outcome(lambda s: _per_distinct(convert, s), series)
+            _assert_same_outcomes(spread, _outcome(convert, series))
+
+
+def _general_clean_frame(frame: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
+    """clean_frame by the general converters alone, column by column."""
+    columns = {name: _numeric_column(frame[name]) for name in schema.numeric}
+    columns |= {name: _categorical_column(frame[name]) for name in schema.categorical}
+    return pd.DataFrame(columns, index=frame.index)
+
+
+def _assert_same_frames(fast: pd.DataFrame, general: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(fast, general, check_exact=True)
+    for name in fast.columns:
+        _assert_same_values(fast[name].to_numpy(), general[name].to_numpy())
+
+
+@pytest.mark.parametrize("text_dtype", ["object", "str", "category"])
+def test_transform_matches_the_general_path_on_whole_frames_and_single_rows(
+    text_dtype: str,
+) -> None:
+    def table(rows: int, seed: int) -> pd.DataFrame:
+        columns = _dirty_columns(rows, seed)
+        del columns["object all missing with NA"]  # fit raises on it
+        return pd.DataFrame(columns)
+
+    step = DataPreprocessor().fit(table(40, seed=1))
+    frame = table(20, seed=2).set_axis(np.arange(20)[::-1] * 3)
+    text = [c for c in frame.columns if frame[c].dtype == "str"]
+    frame = frame.astype(dict.fromkeys(text, text_dtype))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _assert_same_frames(step.transform(frame), _general_clean_frame(frame, step.schema_))
+        for i in range(len(frame)):  # one-row requests, as a server gets them
+            row = frame.iloc[[i]]
+            _assert_same_frames(step.transform(row), _general_clean_frame(row, step.schema_))
+
+
+def test_one_row_frame_as_mlflow_serves_it() -> None:
+    frame = pd.DataFrame({"x": [1.5, np.nan, 3.0], "size": [" small", None, "large "]})
+    step = DataPreprocessor().fit(frame)
+    # dataframe_split parsed by pandas: float64 and str columns, the index starting at 0
+    row = pd.DataFrame(data=[[2.0, " medium "]], columns=["x", "size"])
+    out = step.transform(row)
+    assert out.dtypes.tolist() == [np.dtype("float64"), np.dtype("object")]
+    assert out.to_dict("list") == {"x": [2.0], "size": ["medium"]}
+    assert out.index.equals(row.index)
+    out.iloc[0, 0] = -1.0
+    assert row.iloc[0, 0] == 2.0  # the result shares no memory with the request

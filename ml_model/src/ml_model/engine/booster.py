@@ -1,36 +1,64 @@
-"""XGBoost prediction at the cost of the trees alone.
+"""XGBoost prediction at the cost of the trees alone, and what the engine serves.
 
 ``Booster.inplace_predict`` rebuilds its JSON arguments and a helper class on every call and
 uses XGBoost's thread pool: on one row that overhead exceeds the trees themselves. The served
-booster is a one-thread copy (concurrency comes from requests), and ``BoosterCall`` calls
-XGBoost's C function ``XGBoosterPredictFromDense`` with arguments serialized once at load.
+booster is a copy with a fixed thread count (one for the API, whose concurrency comes from
+requests; every core for batch scoring), and ``BoosterCall`` calls XGBoost's C function
+``XGBoosterPredictFromDense`` with arguments serialized once at load.
 """
 
 from __future__ import annotations
 
 import ctypes
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+# What the engine serves. Trees only: gblinear's output is not reproduced by a tree walk. A
+# classifier must output probabilities the way XGBClassifier.predict_proba reads them.
+SERVED_BOOSTERS = ("gbtree", "dart")
+SERVED_CLASSIFIER_OBJECTIVES = ("binary:logistic", "multi:softprob")
+
 
 class UnsupportedBoosterError(ValueError):
-    """An XGBoost model the compiled path does not reproduce."""
+    """An XGBoost model the engine does not serve; ``parameter`` names the XGBoost parameter."""
+
+    def __init__(self, parameter: str, value: str, served: Sequence[str]) -> None:
+        super().__init__(
+            f"{parameter} {value!r} cannot be served by the inference engine "
+            f"(served: {', '.join(served)})"
+        )
+        self.parameter = parameter
 
 
-def one_thread_booster(model: Any) -> tuple[Any, tuple[int, int], str]:
-    """A one-thread copy of the booster, the iteration range ``predict`` uses, the objective."""
-    if getattr(model, "booster", None) not in (None, "gbtree", "dart"):
-        raise UnsupportedBoosterError(f"XGBoost booster {model.booster!r} is not supported")
+def booster_objective(booster: Any) -> str:
+    """The objective a trained booster predicts with."""
+    return str(json.loads(booster.save_config())["learner"]["objective"]["name"])
+
+
+def check_servable(model: Any, classifier: bool) -> None:
+    """Refuse a fitted XGBoost model whose booster or (classifier) objective the engine does
+    not serve, naming the parameter."""
+    kind = getattr(model, "booster", None) or "gbtree"
+    if kind not in SERVED_BOOSTERS:
+        raise UnsupportedBoosterError("booster", kind, SERVED_BOOSTERS)
+    name = booster_objective(model.get_booster())
+    if classifier and name not in SERVED_CLASSIFIER_OBJECTIVES:
+        raise UnsupportedBoosterError("objective", name, SERVED_CLASSIFIER_OBJECTIVES)
+
+
+def threaded_booster(model: Any, threads: int) -> tuple[Any, tuple[int, int]]:
+    """A CPU copy of the booster predicting on ``threads`` threads, and the iteration range
+    ``predict`` uses."""
     booster = model.get_booster().copy()
-    booster.set_param({"nthread": 1, "device": "cpu"})
+    booster.set_param({"nthread": threads, "device": "cpu"})
     try:  # XGBoost's own rule: early-stopped models predict with their best iteration
         iteration_range = (0, int(booster.best_iteration) + 1)
     except AttributeError:
         iteration_range = (0, 0)
-    objective = json.loads(booster.save_config())["learner"]["objective"]["name"]
-    return booster, iteration_range, str(objective)
+    return booster, iteration_range
 
 
 class BoosterCall:

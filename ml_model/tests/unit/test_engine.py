@@ -1,0 +1,229 @@
+"""The inference engine predicts what ``pipeline.predict`` / ``predict_proba`` predict: random
+rows with missing values, unseen, padded and blank categories, every task, both scalings, every
+imputation strategy, early stopping, columns empty in training; and it refuses what it cannot
+reproduce."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml_model.config import Task
+from ml_model.engine import (
+    PARITY_RTOL,
+    Columns,
+    CompiledModel,
+    CompileError,
+    ParityError,
+    check_parity,
+    compile_pipeline,
+    difference,
+    parity,
+    pipeline_prediction,
+)
+from ml_model.engine.booster import BoosterCall
+from ml_model.errors import UserError
+from ml_model.pipeline import ENCODE, MODEL, NUMERIC, feature_schema, xgboost_model
+from ml_model.train import engine_parity
+from tests.support.pipelines import Fitted, messy_records
+
+
+def raw_columns(compiled: CompiledModel, records: list[dict[str, Any]]) -> Columns:
+    """Columns as a service hands them over: numbers as floats, strings untrimmed, None."""
+    schema = compiled.schema
+    numeric = np.array(
+        [[np.nan if r[n] is None else r[n] for n in schema.numeric] for r in records],
+        dtype=np.float64,
+    ).reshape(len(records), len(schema.numeric))
+    categorical = tuple([r[n] for r in records] for n in schema.categorical)
+    return Columns(len(records), numeric, categorical)
+
+
+def assert_same_as_pipeline(fitted: Fitted, rows: int = 400, seed: int = 0) -> CompiledModel:
+    compiled = compile_pipeline(fitted.pipeline)
+    records = messy_records(fitted, rows, seed)
+    frame = pd.DataFrame(records)
+    expected = pipeline_prediction(fitted.pipeline, frame)
+    assert difference(compiled.predict_frame(frame), expected) <= PARITY_RTOL
+    assert difference(compiled.predict(raw_columns(compiled, records)), expected) <= PARITY_RTOL
+    for i in range(8):  # one row at a time, as most requests come
+        alone = pipeline_prediction(fitted.pipeline, frame.iloc[[i]])
+        assert difference(compiled.predict_frame(frame.iloc[[i]]), alone) <= PARITY_RTOL
+        assert difference(compiled.predict(raw_columns(compiled, records[i : i + 1])), alone) <= (
+            PARITY_RTOL
+        )
+    return compiled
+
+
+@pytest.mark.parametrize("scaling", ["standardize", "normalize"])
+@pytest.mark.parametrize("numeric_imputation", ["mean", "median", "most_frequent"])
+@pytest.mark.parametrize("categorical_imputation", ["constant", "most_frequent"])
+def test_regression_matches_pipeline(
+    fit: Any, scaling: str, numeric_imputation: str, categorical_imputation: str
+) -> None:
+    fitted = fit(
+        Task.REGRESSION,
+        scaling=scaling,
+        numeric_imputation=numeric_imputation,
+        categorical_imputation=categorical_imputation,
+    )
+    assert_same_as_pipeline(fitted)
+
+
+@pytest.mark.parametrize("task", [Task.BINARY, Task.MULTICLASS])
+@pytest.mark.parametrize(
+    ("scaling", "categorical_imputation"),
+    [("standardize", "constant"), ("normalize", "most_frequent")],
+)
+def test_classifiers_match_pipeline(
+    fit: Any, task: Task, scaling: str, categorical_imputation: str
+) -> None:
+    fitted = fit(task, scaling=scaling, categorical_imputation=categorical_imputation)
+    compiled = assert_same_as_pipeline(fitted, seed=1)
+    assert compiled.classes == tuple(fitted.pipeline.classes_)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"booster": "dart"},
+        {"objective": "reg:absoluteerror"},
+        {"objective": "reg:quantileerror", "quantile_alpha": 0.8},
+    ],
+)
+def test_other_tree_models_match_pipeline(fit: Any, params: dict[str, Any]) -> None:
+    assert_same_as_pipeline(fit(Task.REGRESSION, params=params), seed=6)
+
+
+@pytest.mark.parametrize("task", list(Task))
+def test_early_stopped_models_predict_with_their_best_iteration(fit: Any, task: Task) -> None:
+    fitted = fit(task, trees=300, early_stopping=5)
+    model = xgboost_model(fitted.pipeline)
+    assert model.best_iteration + 1 < 300  # the test means something only if it stopped early
+    compiled = assert_same_as_pipeline(fitted, seed=2)
+    assert compiled.booster.iteration_range == (0, model.best_iteration + 1)
+
+
+@pytest.mark.filterwarnings("ignore:Skipping features without any observed values")
+@pytest.mark.parametrize(
+    ("numeric_imputation", "categorical_imputation"),
+    [("median", "most_frequent"), ("mean", "constant")],
+)
+def test_columns_empty_in_training_are_dropped_like_the_imputer_does(
+    fit: Any, numeric_imputation: str, categorical_imputation: str
+) -> None:
+    fitted = fit(
+        Task.REGRESSION,
+        empty_columns=True,
+        numeric_imputation=numeric_imputation,
+        categorical_imputation=categorical_imputation,
+    )
+    encoder = fitted.pipeline.named_steps[ENCODE]
+    imputer = encoder.named_transformers_[NUMERIC].steps[0][1]
+    assert np.isnan(imputer.statistics_).any()  # the imputer drops num_0 at transform time
+    assert_same_as_pipeline(fitted, seed=3)
+
+
+@pytest.mark.parametrize("categorical_imputation", ["constant", "most_frequent"])
+def test_none_in_training_is_missing_not_a_category(fit: Any, categorical_imputation: str) -> None:
+    fitted = fit(
+        Task.REGRESSION, none_categories=True, categorical_imputation=categorical_imputation
+    )
+    compiled = assert_same_as_pipeline(fitted, seed=5)
+    assert all(isinstance(c, str) for c in compiled.categorical[0].lookup)
+
+
+def test_batches_are_row_independent(fit: Any) -> None:
+    fitted = fit(Task.MULTICLASS)
+    compiled = compile_pipeline(fitted.pipeline)
+    records = messy_records(fitted, 50, seed=4)
+    together = compiled.predict(raw_columns(compiled, records))
+    for i in (0, 17, 49):
+        alone = compiled.predict(raw_columns(compiled, records[i : i + 1]))
+        assert alone.values == [together.values[i]]
+        assert together.probabilities is not None and alone.probabilities is not None
+        np.testing.assert_array_equal(alone.probabilities[0], together.probabilities[i])
+
+
+def test_thread_count_does_not_change_predictions(fit: Any) -> None:
+    fitted = fit(Task.REGRESSION)
+    frame = pd.DataFrame(messy_records(fitted, 300, seed=7))
+    one = compile_pipeline(fitted.pipeline).predict_frame(frame)
+    two = compile_pipeline(fitted.pipeline, threads=2).predict_frame(frame)
+    np.testing.assert_array_equal(one.values, two.values)
+
+
+def test_direct_booster_call_equals_inplace_predict(fit: Any) -> None:
+    fitted = fit(Task.MULTICLASS)
+    booster = xgboost_model(fitted.pipeline).get_booster()
+    call = BoosterCall(booster, (0, 0), float("nan"))
+    assert call.direct
+    X = np.random.default_rng(5).normal(size=(64, booster.num_features()))
+    X[::3, ::2] = np.nan
+    expected = booster.inplace_predict(X, validate_features=False)
+    np.testing.assert_array_equal(call(X), expected)
+    np.testing.assert_array_equal(call(X[:1]), expected[:1])
+
+
+def test_unsupported_steps_are_refused(fit: Any) -> None:
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import RobustScaler
+
+    fitted = fit(Task.REGRESSION)
+    schema = feature_schema(fitted.pipeline)
+    encoder = fitted.pipeline.named_steps[ENCODE]
+    numeric = encoder.named_transformers_[NUMERIC]
+    swapped = Pipeline([("impute", numeric.steps[0][1]), ("scale", RobustScaler())])
+    swapped.fit(fitted.X[list(schema.numeric)])
+    original = encoder.transformers_[0]
+    encoder.transformers_[0] = (original[0], swapped, original[2])
+    try:
+        with pytest.raises(CompileError, match="RobustScaler"):
+            compile_pipeline(fitted.pipeline)
+    finally:
+        encoder.transformers_[0] = original
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize(
+    ("task", "params", "message"),
+    [
+        (Task.REGRESSION, {"booster": "gblinear"}, "booster 'gblinear' cannot be served"),
+        (Task.BINARY, {"objective": "binary:hinge"}, "objective 'binary:hinge' cannot be"),
+        (Task.MULTICLASS, {"objective": "multi:softmax"}, "objective 'multi:softmax' cannot"),
+    ],
+)
+def test_models_the_engine_cannot_serve_are_refused_by_name(
+    fit: Any, task: Task, params: dict[str, Any], message: str
+) -> None:
+    fitted = fit(task, params=params)
+    with pytest.raises(CompileError, match=message):
+        compile_pipeline(fitted.pipeline)
+
+
+def test_parity_is_measured_against_the_pipeline_it_is_given(fit: Any) -> None:
+    fitted = fit(Task.BINARY)
+    other = fit(Task.BINARY, trees=31)
+    frame = pd.DataFrame(messy_records(fitted, 200, seed=8))
+    compiled = compile_pipeline(fitted.pipeline)
+    assert check_parity(compiled, fitted.pipeline, frame) <= PARITY_RTOL
+    assert parity(compiled, other.pipeline, frame) > PARITY_RTOL
+    with pytest.raises(ParityError, match=r"differ from pipeline\.predict on 200 rows"):
+        check_parity(compiled, other.pipeline, frame)
+
+
+def test_final_estimator_is_found_by_type(fit: Any) -> None:
+    fitted = fit(Task.MULTICLASS)
+    assert xgboost_model(fitted.pipeline) is fitted.pipeline.named_steps[MODEL].estimator_
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_training_refuses_to_register_what_the_engine_cannot_serve(fit: Any) -> None:
+    fitted = fit(Task.REGRESSION, params={"booster": "gblinear"})
+    with pytest.raises(UserError, match="cannot be served: booster 'gblinear'"):
+        engine_parity(fitted.pipeline, fitted.X)
+    served = fit(Task.REGRESSION)
+    assert engine_parity(served.pipeline, served.X) <= PARITY_RTOL
