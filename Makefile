@@ -82,4 +82,4 @@ bench-engine: ## Batch inference: the engine vs pipeline.predict on 1M rows; ml-
 	$(PY) -m bench.engine
 
 clean: ## Remove local stores, caches and build outputs (keeps .venv)
-	rm -rf .mlops mlruns mlartifacts .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .mlops mlruns mlartifacts .test-artifacts .pytest_cache .mypy_cache .ruff_cache

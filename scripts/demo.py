@@ -17,16 +17,19 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
 
+from ml_model import links
 from tools.processes import environ_without, free_port, http_ok, running
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 CONFIG = ROOT / "ml_model" / "configs" / "regression.yaml"
 MODEL = "penguins-body-mass"
+EXPERIMENT = "penguins-body-mass"  # the config's mlflow.experiment
 
 
 def get_json(url: str, timeout: float = 5.0) -> dict[str, object]:
@@ -54,6 +57,9 @@ def main() -> int:
     )
     mlflow_port = free_port() if args.check else int(os.environ.get("DEMO_MLFLOW_PORT", "5000"))
     api_port = free_port() if args.check else int(os.environ.get("DEMO_API_PORT", "8000"))
+    mlflow_url = f"http://127.0.0.1:{mlflow_port}"
+    api_url = f"http://127.0.0.1:{api_port}"
+    env["MLFLOW_UI_URL"] = mlflow_url  # the links the training run prints
 
     print(f"demo: training {CONFIG.relative_to(ROOT)} into the embedded store at {home}")
     trained = subprocess.run(
@@ -62,8 +68,6 @@ def main() -> int:
     if trained.returncode != 0:
         return trained.returncode
 
-    mlflow_url = f"http://127.0.0.1:{mlflow_port}"
-    api_url = f"http://127.0.0.1:{api_port}"
     mlflow_argv = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(mlflow_port)]
     mlflow_argv += ["--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}", "--workers", "1"]
     mlflow_argv += ["--artifacts-destination", str(home / "artifacts")]
@@ -99,6 +103,12 @@ def main() -> int:
         except (RuntimeError, TimeoutError) as error:
             print(f"demo: {error}", file=sys.stderr)
             return 1
+        experiment = get_json(
+            f"{mlflow_url}/api/2.0/mlflow/experiments/get-by-name?"
+            + urllib.parse.urlencode({"experiment_name": EXPERIMENT})
+        )["experiment"]
+        ui = links.experiment_url(mlflow_url, str(experiment["experiment_id"]))  # type: ignore[index]
+        registry = links.model_url(mlflow_url, MODEL)
         model = get_json(f"{api_url}/model")
         example = model["input_example"]
         record = example[0] if isinstance(example, list) else example
@@ -116,10 +126,12 @@ def main() -> int:
             if answer.get("version") != model["version"] or not answer.get("predictions"):
                 print("demo: unexpected answer from /predict", file=sys.stderr)
                 return 1
+            print(f"demo: MLflow UI {ui}")
             print("demo check passed: trained, served and predicted")
             return 0
         print(
-            f"\nMLflow UI:  {mlflow_url}\nAPI docs:   {api_url}/docs\nTry:\n  {curl}\n"
+            f"\nMLflow UI:  {ui}\nRegistry:   {registry}"
+            f"\nAPI docs:   {api_url}/docs\nTry:\n  {curl}\n"
             f"Logs in {logs}. Ctrl-C stops both."
         )
         stop_signals = {signal.SIGINT, signal.SIGTERM}

@@ -46,6 +46,7 @@ SERVICES = (
     Tool("nginx", "nginx", "the S3 reverse proxy under test"),
     Tool("initdb", "postgresql", "a real PostgreSQL server (initdb, pg_ctl)"),
     Tool("java", "openjdk-17-jre-headless", "Apache Spark"),
+    Tool("chromium", "chromium", "the browser test of the MLflow UI"),
 )
 DOCKER_CLI = Tool("docker", "docker.io", "the docker CLI")
 DOCKER = (

@@ -98,6 +98,8 @@ def train(
     from ml_model.config import load_config
 
     loaded = load_config(config, overrides or [])  # a bad config fails before heavy imports
+    from ml_model import links
+    from ml_model.settings import load_settings
     from ml_model.train import train as run_training
 
     result = run_training(loaded, config)
@@ -109,6 +111,15 @@ def train(
         ("promoted to champion: " if result.promotion.promoted else "not promoted: ")
         + result.promotion.reason
     )
+    base = load_settings().ui_url or links.ui_base(result.tracking_uri)
+    if not result.tracking_uri.startswith(("http://", "https://")):
+        typer.echo(
+            f"MLflow UI: `mlflow server --backend-store-uri {result.tracking_uri} --port 5000`"
+            " serves this store; then open"
+        )
+    typer.echo(f"run:   {links.run_url(base, result.experiment_id, result.run_id)}")
+    version_url = links.model_version_url(base, result.registered_model, result.version)
+    typer.echo(f"model: {version_url}")
 
 
 @app.command()
@@ -131,12 +142,20 @@ def predict(
     typer.echo(f"wrote {result.rows} predictions to {output} ({rate:.0f} rows/s)")
 
 
+TERMINAL_COLUMNS = 100
+
+
+def _fit(line: str) -> str:
+    """``line`` cut to the terminal width, marked when cut."""
+    return line if len(line) <= TERMINAL_COLUMNS else line[: TERMINAL_COLUMNS - 1] + "…"
+
+
 @models_app.command("list")
 @reporting_errors
 def list_models(
     name: Annotated[str | None, typer.Argument(help="Only this registered model.")] = None,
 ) -> None:
-    """Versions with their aliases, promotion decision and held-out metrics."""
+    """Versions with their aliases, promotion decision and why, and held-out metrics."""
     from mlflow.tracking import MlflowClient
 
     from ml_model import registry, tracking
@@ -146,14 +165,19 @@ def list_models(
     if not rows:
         typer.echo("no registered models yet")
         return
-    header = f"{'model':<28} {'ver':>4} {'aliases':<12} {'decision':<18} {'created':<16} metrics"
-    typer.echo(header)
+    current = None
     for row in rows:
+        if row.name != current:
+            current = row.name
+            typer.echo(_fit(row.name))
         metrics = " ".join(f"{k}={v:.4g}" for k, v in row.metrics.items())
+        aliases = ",".join(row.aliases) or "-"
+        decision = row.decision or "-"
         typer.echo(
-            f"{row.name:<28} {row.version:>4} {','.join(row.aliases):<12} "
-            f"{row.decision:<18} {row.created:<16} {metrics}"
+            _fit(f"  v{row.version:<4} {aliases:<10} {decision:<17} {row.created}  {metrics}")
         )
+        if row.reason:
+            typer.echo(_fit(f"        {row.reason}"))
 
 
 @app.command()

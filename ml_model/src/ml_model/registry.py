@@ -218,6 +218,19 @@ def _discard(client: MlflowClient, name: str, version: str, *, may_be_champion: 
         logger.warning("%s v%s stays registered after the failure: %s", name, version, exc)
 
 
+def annotate_model(client: MlflowClient, name: str, description: str, tags: dict[str, str]) -> None:
+    """Create the registered model when it is new; in any case set its description and tags."""
+    try:
+        client.create_registered_model(name, tags=tags, description=description)
+        return
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    client.update_registered_model(name, description=description)
+    for key, value in tags.items():
+        client.set_registered_model_tag(name, key, value)
+
+
 def _existing_version(client: MlflowClient, name: str, version: str) -> ModelVersion:
     try:
         return client.get_model_version(name, version)
@@ -265,6 +278,7 @@ class VersionSummary:
     version: str
     aliases: tuple[str, ...]
     decision: str
+    reason: str
     created: str
     run_id: str
     metrics: dict[str, float]
@@ -296,6 +310,7 @@ def list_versions(client: MlflowClient, name: str | None = None) -> list[Version
                 version=str(mv.version),
                 aliases=tuple(a for a, v in aliases[mv.name].items() if str(v) == str(mv.version)),
                 decision=mv.tags.get(TAG_DECISION, ""),
+                reason=mv.tags.get(TAG_REASON, ""),
                 created=created.strftime("%Y-%m-%d %H:%M"),
                 run_id=mv.run_id or "",
                 metrics=metrics,

@@ -22,7 +22,8 @@ from sklearn.pipeline import Pipeline
 
 import ml_model
 from ml_model import plots, tracking
-from ml_model.config import DataConfig, Task
+from ml_model.config import DataConfig, Task, TrainConfig
+from ml_model.links import redacted
 from ml_model.pipeline import (
     SKOPS_TRUSTED_TYPES,
     feature_schema,
@@ -30,6 +31,10 @@ from ml_model.pipeline import (
     xgboost_model,
 )
 from ml_model.preprocessing import FeatureSchema, clean_frame
+from ml_model.targets import promotion_rule
+
+# MLflow stores tag values up to 5,000 characters; a table with very many columns is cut short.
+MAX_TAG_CHARS = 5000
 
 
 def model_signature(schema: FeatureSchema, target: pd.Series, task: Task) -> ModelSignature:
@@ -73,6 +78,46 @@ def log_model(pipeline: Pipeline, X_train: pd.DataFrame, y: pd.Series, task: Tas
         pip_requirements=[f"{n}=={v}" for n, v in versions.items() if v != "absent"],
     )
     return info
+
+
+def registered_model_card(
+    config: TrainConfig, task: Task, schema: FeatureSchema, run_id: str
+) -> tuple[str, dict[str, str]]:
+    """The registered model's description and tags, rewritten by every run: what it predicts,
+    from which features and data, and the rule that moves its ``champion`` alias."""
+    data, promotion = config.data, config.promotion
+    metric, direction = promotion_rule(config, task)
+    source = redacted(data.source) if data.source is not None else "a SQL query (data.query)"
+    rule = (
+        f"a new version becomes champion when its held-out {metric} beats the champion's on "
+        f"the same rows ({direction}, by at least {promotion.min_improvement:g})"
+    )
+    if promotion.require_beat_baseline:
+        rule += "; a first version must beat the trivial baseline"
+    dropped = f", dropping {', '.join(data.drop_columns)}" if data.drop_columns else ""
+    description = "\n".join(
+        [
+            f"Predicts `{data.target}` ({task}).",
+            "",
+            f"- Numeric features ({len(schema.numeric)}): {', '.join(schema.numeric) or '-'}",
+            f"- Categorical features ({len(schema.categorical)}): "
+            f"{', '.join(schema.categorical) or '-'}",
+            f"- Data: {source}{dropped}",
+            f"- Promotion: {rule}",
+            f"- Last trained by run {run_id}",
+        ]
+    )
+    tags = {
+        "task": str(task),
+        "target": data.target,
+        "data.source": source,
+        "features.numeric": ",".join(schema.numeric),
+        "features.categorical": ",".join(schema.categorical),
+        "promotion.metric": metric,
+        "promotion.direction": direction,
+        "last_run_id": run_id,
+    }
+    return description, {k: v[:MAX_TAG_CHARS] for k, v in tags.items()}
 
 
 def _schema_cells(column: pd.Series) -> pd.Series:

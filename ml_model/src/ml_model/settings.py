@@ -34,6 +34,12 @@ class TrainerSettings(BaseSettings):
         description="MLflow tracking server (http://...) or store URI; unset means the "
         "embedded SQLite store under ML_MODEL_HOME.",
     )
+    ui_url: str | None = Field(
+        default=None,
+        validation_alias="MLFLOW_UI_URL",
+        description="Where users open the MLflow UI, for the links the trainer prints; unset "
+        "means the tracking server's own address (http://127.0.0.1:5000 for the embedded store).",
+    )
     debug: bool = Field(
         default=False,
         validation_alias="ML_MODEL_DEBUG",

@@ -13,8 +13,10 @@ from typing import Any
 import mlflow
 import pandas as pd
 import requests
+from mlflow.tracking import MlflowClient
 
 from ml_model.errors import UserError
+from ml_model.links import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, redacted
 from ml_model.preprocessing import FeatureSchema
 from ml_model.settings import load_settings
 
@@ -66,25 +68,33 @@ def connect() -> str:
             response = requests.get(f"{uri.rstrip('/')}/health", timeout=10)
         except requests.RequestException as exc:
             raise UserError(
-                f"MLflow tracking server at {uri} is unreachable: {exc.__class__.__name__}"
+                f"MLflow tracking server at {redacted(uri)} is unreachable: "
+                f"{exc.__class__.__name__}"
             ) from None
         if response.status_code != 200:
             raise UserError(
-                f"MLflow tracking server at {uri} is not healthy: HTTP {response.status_code}"
+                f"MLflow tracking server at {redacted(uri)} is not healthy: "
+                f"HTTP {response.status_code}"
             )
     return uri
 
 
 def experiment_id(name: str) -> str:
-    """The experiment's id, creating it if needed. In the embedded store its artifacts go
-    under the store's folder instead of the current directory."""
+    """The experiment's id, creating it if needed, tagged as a model-training experiment (so
+    the MLflow UI opens it in that view). In the embedded store its artifacts go under the
+    store's folder instead of the current directory."""
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
+        if experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+            MlflowClient().set_experiment_tag(
+                experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND
+            )
         return str(experiment.experiment_id)
     location = None
     if mlflow.get_tracking_uri() == embedded_uri():
         location = (embedded_home() / "artifacts").as_uri()
-    return str(mlflow.create_experiment(name, artifact_location=location))
+    tags = {EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+    return str(mlflow.create_experiment(name, artifact_location=location, tags=tags))
 
 
 def git_commit() -> str:

@@ -24,6 +24,7 @@ from ml_model.data import load_data
 from ml_model.engine import CompileError, ParityError, check_parity, compile_pipeline
 from ml_model.errors import UserError
 from ml_model.fitting import cross_validate, fit_pipeline, split
+from ml_model.links import redacted
 from ml_model.metrics import baseline_metrics, evaluate, format_metrics, held_out_output, score
 from ml_model.model_io import load_pipeline
 from ml_model.pipeline import build_pipeline, feature_schema, xgboost_model
@@ -40,6 +41,8 @@ ENGINE_METRIC = "engine_max_relative_difference"
 @dataclass(frozen=True)
 class TrainResult:
     run_id: str
+    experiment_id: str
+    tracking_uri: str
     task: Task
     model_uri: str
     registered_model: str
@@ -199,7 +202,9 @@ def train(config: TrainConfig, config_path: Path | None = None) -> TrainResult:
     uri = tracking.connect()
     client = MlflowClient()
     experiment = tracking.experiment_id(config.mlflow.experiment)
-    logger.info("task %s, tracking at %s, experiment '%s'", task, uri, config.mlflow.experiment)
+    logger.info(
+        "task %s, tracking at %s, experiment '%s'", task, redacted(uri), config.mlflow.experiment
+    )
     pipeline = configured_pipeline(config, task)
     with mlflow.start_run(experiment_id=experiment) as run:
         baseline = baseline_metrics(task, prepared.y_train, prepared.y_test)
@@ -218,12 +223,18 @@ def train(config: TrainConfig, config_path: Path | None = None) -> TrainResult:
         # the run's last step: nothing after the alias move can fail the run; on a failure
         # before the move, register_and_promote deletes the version it registered
         with stage("register and decide promotion", timings):
+            card = run_logging.registered_model_card(
+                config, task, feature_schema(pipeline), run.info.run_id
+            )
+            registry.annotate_model(client, name, *card)
             judge = promotion_judge(config, prepared, metrics, baseline)
             version, decision = registry.register_and_promote(client, name, info.model_uri, judge)
         verdict = "PROMOTED to champion" if decision.promoted else "not promoted"
         logger.info("registered %s v%s: %s, %s", name, version, verdict, decision.reason)
     return TrainResult(
         run_id=run.info.run_id,
+        experiment_id=experiment,
+        tracking_uri=uri,
         task=task,
         model_uri=f"models:/{name}/{version}",
         registered_model=name,

@@ -155,8 +155,15 @@ def test_predict_and_registry_commands(
 
     listed = run_cli("models", "list", name, env=env)
     assert listed.returncode == 0, listed.stderr
-    champion_line = next(line for line in listed.stdout.splitlines() if "champion" in line)
-    champion = champion_line.split()[1]
+    lines = listed.stdout.splitlines()
+    assert lines[0] == name
+    assert all(len(line) <= 100 for line in lines), listed.stdout  # fits a 100-column terminal
+    versions = [line.split() for line in lines if line.startswith("  v")]
+    assert len(versions) == 2
+    champion = next(fields[0][1:] for fields in versions if fields[1] == "champion")
+    reasons = [line.strip() for line in lines if line.startswith("        ")]
+    assert len(reasons) == 2  # why each version was or was not promoted
+    assert any(r.startswith(("does not beat", "first version")) for r in reasons), reasons
     other = "1" if champion == "2" else "2"
     promoted = run_cli("promote", name, other, env=env)
     assert promoted.returncode == 0, promoted.stderr

@@ -24,15 +24,19 @@ def test_names_and_defaults() -> None:
         "MLFLOW_TRACKING_URI",
         "ML_MODEL_DEBUG",
         "GIT_COMMIT",
+        "MLFLOW_UI_URL",
     }
     settings = load_settings()
     assert settings.home == Path(".mlops")
     assert settings.tracking_uri is None
     assert settings.debug is False
     assert settings.git_commit == "unknown"
+    assert settings.ui_url is None
 
 
-@pytest.mark.parametrize("name", ["ML_MODEL_HOME", "MLFLOW_TRACKING_URI", "GIT_COMMIT"])
+@pytest.mark.parametrize(
+    "name", ["ML_MODEL_HOME", "MLFLOW_TRACKING_URI", "GIT_COMMIT", "MLFLOW_UI_URL"]
+)
 def test_empty_variables_count_as_unset(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     monkeypatch.setenv(name, "")
     assert load_settings() == TrainerSettings()
