@@ -131,12 +131,15 @@ def predict(
     chunk_rows: Annotated[
         int, typer.Option(help="Rows scored at a time; memory grows with it, not the file.")
     ] = 50_000,
+    allow_missing_columns: Annotated[
+        bool, typer.Option(help="Score the model's columns the input lacks as missing.")
+    ] = False,
 ) -> None:
     """Score a file in batch, streamed in chunks; writes the input columns plus predictions."""
     from ml_model.predict import predict_file
 
-    result = predict_file(model_uri, input, output, chunk_rows)
-    for warning in result.warnings:
+    result = predict_file(model_uri, input, output, chunk_rows, allow_missing_columns)
+    for warning in [*result.warnings, *result.report.lines()]:
         typer.echo(f"warning: {warning}", err=True)
     rate = result.rows / result.seconds if result.seconds > 0 else float("inf")
     typer.echo(f"wrote {result.rows} predictions to {output} ({rate:.0f} rows/s)")

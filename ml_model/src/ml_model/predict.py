@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 
 from ml_model import tracking
 from ml_model.data import file_format
-from ml_model.engine import CompiledModel, compile_pipeline
+from ml_model.engine import CompiledModel, InputReport, compile_pipeline, input_report
 from ml_model.errors import UserError
 from ml_model.model_io import load_pipeline
 
@@ -46,12 +46,27 @@ class ScoreResult:
     rows: int
     warnings: list[str]  # distinct warnings raised while scoring, in order
     seconds: float
+    report: InputReport  # cells scored as missing or as no known category, per column
 
 
-def score(compiled: CompiledModel, frame: pd.DataFrame) -> pd.DataFrame:
+def check_columns(compiled: CompiledModel, frame: pd.DataFrame, allow_missing: bool) -> None:
+    """Refuse input that lacks some of the model's columns, naming them, unless allowed (they
+    are then scored as missing, with a warning)."""
+    missing = [c for c in compiled.schema.columns if c not in frame.columns]
+    if missing and not allow_missing:
+        raise UserError(
+            f"the input lacks the model's columns {missing} (it has {list(frame.columns)}); "
+            "check its separator and header, or pass --allow-missing-columns to score them "
+            "as missing"
+        )
+
+
+def score(compiled: CompiledModel, frame: pd.DataFrame, report: InputReport) -> pd.DataFrame:
     """The input rows with a ``prediction`` column, plus ``probability_<class>`` columns for
-    classifiers."""
-    prediction = compiled.predict_frame(frame)
+    classifiers; what the engine could not use is added to ``report``."""
+    typed = compiled.columns(frame)
+    prediction = compiled.predict(typed)
+    report.merge(input_report(compiled, frame, typed))
     columns: dict[str, Any] = {PREDICTION: prediction.values}
     if compiled.classes is not None and prediction.probabilities is not None:
         for position, label in enumerate(compiled.classes):
@@ -146,9 +161,14 @@ def atomic_output(path: Path) -> Iterator[ChunkWriter]:
 
 
 def predict_file(
-    model_uri: str, input_path: Path, output_path: Path, chunk_rows: int = CHUNK_ROWS
+    model_uri: str,
+    input_path: Path,
+    output_path: Path,
+    chunk_rows: int = CHUNK_ROWS,
+    allow_missing_columns: bool = False,
 ) -> ScoreResult:
-    """Score ``input_path`` into ``output_path`` chunk by chunk through the inference engine."""
+    """Score ``input_path`` into ``output_path`` chunk by chunk through the inference engine;
+    input lacking some of the model's columns is refused unless ``allow_missing_columns``."""
     file_format(str(output_path))  # fail on a bad output name before any work
     if chunk_rows < 1:
         raise UserError(f"chunk rows must be at least 1, not {chunk_rows}")
@@ -158,11 +178,13 @@ def predict_file(
         tracking.connect()
     compiled = compile_pipeline(load_pipeline(model_uri), threads=os.cpu_count() or 1)
     start = last_report = time.perf_counter()
-    rows, seen = 0, dict[str, None]()
+    rows, seen, report = 0, dict[str, None](), InputReport()
     with atomic_output(output_path) as output, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         for chunk in read_chunks(input_path, chunk_rows):
-            output.write(score(compiled, chunk))
+            if rows == 0:
+                check_columns(compiled, chunk, allow_missing_columns)
+            output.write(score(compiled, chunk, report))
             rows += len(chunk)
             if time.perf_counter() - last_report >= PROGRESS_SECONDS:
                 last_report = time.perf_counter()
@@ -171,4 +193,4 @@ def predict_file(
         seen.update((str(w.message), None) for w in caught if issubclass(w.category, UserWarning))
         if rows == 0:
             raise UserError(f"{input_path} has no rows to score")
-    return ScoreResult(rows, list(seen), time.perf_counter() - start)
+    return ScoreResult(rows, list(seen), time.perf_counter() - start, report)

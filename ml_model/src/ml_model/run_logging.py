@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import tempfile
 import warnings
+from collections.abc import Collection
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
-import sqlalchemy
+from mlflow.data.code_dataset_source import CodeDatasetSource
+from mlflow.data.dataset_source import DatasetSource
 from mlflow.data.digest_utils import MAX_ROWS, get_normalized_md5_digest
 from mlflow.data.pandas_dataset import from_pandas
 from mlflow.models import ModelSignature
@@ -22,7 +24,7 @@ from sklearn.pipeline import Pipeline
 
 import ml_model
 from ml_model import plots, tracking
-from ml_model.config import DataConfig, Task, TrainConfig
+from ml_model.config import DataConfig, Task, TrainConfig, redact_url
 from ml_model.links import redacted
 from ml_model.pipeline import (
     SKOPS_TRUSTED_TYPES,
@@ -37,10 +39,28 @@ from ml_model.targets import promotion_rule
 MAX_TAG_CHARS = 5000
 
 
-def model_signature(schema: FeatureSchema, target: pd.Series, task: Task) -> ModelSignature:
-    """Explicit signature: numeric features double, categorical string (missing values are
-    imputed, so any feature may be null); output double for regression, else the label type."""
-    columns: list[ColSpec | TensorSpec] = [ColSpec("double", name) for name in schema.numeric]
+def integer_columns(X: pd.DataFrame, schema: FeatureSchema) -> list[str]:
+    """The numeric features that hold integers with no missing value in ``X``: the signature
+    declares them ``long``, as MLflow infers them from such data, so plain MLflow clients take
+    integer columns read from the same kind of file."""
+    return [
+        name
+        for name in schema.numeric
+        if pd.api.types.is_integer_dtype(X[name].dtype)
+        and not pd.api.types.is_bool_dtype(X[name].dtype)
+        and not X[name].isna().any()
+    ]
+
+
+def model_signature(
+    schema: FeatureSchema, target: pd.Series, task: Task, integers: Collection[str] = ()
+) -> ModelSignature:
+    """Explicit signature: numeric features ``long`` when in ``integers``, else double;
+    categorical string (missing values are imputed, so any other feature may be null); output
+    double for regression, else the label type."""
+    columns: list[ColSpec | TensorSpec] = [
+        ColSpec("long" if name in integers else "double", name) for name in schema.numeric
+    ]
     columns += [ColSpec("string", name) for name in schema.categorical]
     inputs = Schema(columns)
     if task is Task.REGRESSION or pd.api.types.is_float_dtype(target):
@@ -54,11 +74,15 @@ def model_signature(schema: FeatureSchema, target: pd.Series, task: Task) -> Mod
     return ModelSignature(inputs=inputs, outputs=Schema([ColSpec(output)]))
 
 
-def input_example(X: pd.DataFrame, schema: FeatureSchema, rows: int = 5) -> pd.DataFrame:
-    """A few training rows as the model takes them, complete rows first."""
+def input_example(
+    X: pd.DataFrame, schema: FeatureSchema, integers: Collection[str] = (), rows: int = 5
+) -> pd.DataFrame:
+    """A few training rows as the model takes them (``integers`` as int64), complete rows
+    first."""
     cleaned = clean_frame(X.head(1000), schema)
     complete = cleaned.dropna()
-    return (complete if len(complete) >= rows else cleaned).head(rows).reset_index(drop=True)
+    example = (complete if len(complete) >= rows else cleaned).head(rows).reset_index(drop=True)
+    return example.astype(dict.fromkeys(integers, "int64"))
 
 
 def log_model(pipeline: Pipeline, X_train: pd.DataFrame, y: pd.Series, task: Task) -> ModelInfo:
@@ -66,14 +90,15 @@ def log_model(pipeline: Pipeline, X_train: pd.DataFrame, y: pd.Series, task: Tas
     an input example, this package's code (so plain MLflow can load it anywhere) and pinned
     requirements (listed, not inferred: inferring would load the model in a subprocess)."""
     schema = feature_schema(pipeline)
+    integers = integer_columns(X_train, schema)
     versions = tracking.library_versions()
     info: ModelInfo = mlflow.sklearn.log_model(
         pipeline,
         name="model",
         serialization_format="skops",
         skops_trusted_types=SKOPS_TRUSTED_TYPES,
-        signature=model_signature(schema, y, task),
-        input_example=input_example(X_train, schema),
+        signature=model_signature(schema, y, task, integers),
+        input_example=input_example(X_train, schema, integers),
         code_paths=[str(Path(ml_model.__file__).parent)],
         pip_requirements=[f"{n}=={v}" for n, v in versions.items() if v != "absent"],
     )
@@ -177,14 +202,27 @@ def dataset_digest(frame: pd.DataFrame) -> str:
     )
 
 
+def sql_dataset_source(data: DataConfig) -> CodeDatasetSource:
+    """The source of a table read by ``data.query``: MLflow 3.17 resolves no SQL source (a
+    ``"<url> :: <query>"`` string fails), so a ``code`` source, which it stores and reads back,
+    holding the query and the database URL with its password redacted, or the name of the
+    environment variable that holds the URL (which is never written anywhere)."""
+    where = (
+        {"sql_url": redact_url(data.sql_url)}
+        if data.sql_url is not None
+        else {"sql_url_env": str(data.sql_url_env)}
+    )
+    return CodeDatasetSource(tags={"query": str(data.query), **where})
+
+
 def log_dataset(frame: pd.DataFrame, schema: FeatureSchema, data: DataConfig) -> str:
     """Log the training table as an MLflow dataset input plus a per-feature profile; returns
     the dataset digest."""
+    source: str | DatasetSource
     if data.source is not None:
         source, name = data.source, Path(data.source).stem
     else:
-        url = sqlalchemy.make_url(data.sql_url or "").render_as_string(hide_password=True)
-        source, name = f"{url} :: {data.query}", "sql-query"
+        source, name = sql_dataset_source(data), "sql-query"
     with warnings.catch_warnings():  # hints about the raw table's dtypes, not the model's
         warnings.simplefilter("ignore", UserWarning)
         digest = dataset_digest(frame)

@@ -112,14 +112,16 @@ def test_predict_and_registry_commands(
     rows = pd.read_csv(penguins_csv).drop(columns=["species", "bill_depth_mm"]).head(25)
     rows.to_csv(tmp_path / "in.csv", index=False)
     out = tmp_path / "scored" / "out.parquet"
+    scoring = ["predict", "--model-uri", f"models:/{name}@champion", "--input"]
+    refused = run_cli(*scoring, str(tmp_path / "in.csv"), "--output", str(out), env=env)
+    assert_one_line_error(refused, "the input lacks the model's columns ['bill_depth_mm']")
+    assert not out.exists()
     done = run_cli(
-        "predict",
-        "--model-uri",
-        f"models:/{name}@champion",
-        "--input",
+        *scoring,
         str(tmp_path / "in.csv"),
         "--output",
         str(out),
+        "--allow-missing-columns",
         env=env,
     )
     assert done.returncode == 0, done.stderr

@@ -7,8 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pandas as pd
+import pytest
 import requests
 
 from ml_model.model_io import load_pipeline
@@ -42,9 +44,22 @@ def plain_mlflow_env(server: MlflowServer) -> dict[str, str]:
     return env
 
 
-def awkward_rows(penguins_csv: Path, target: str) -> pd.DataFrame:
-    """Real rows plus missing values and categories the model never saw."""
-    frame = pd.read_csv(penguins_csv).drop(columns=[target]).head(40)
+@pytest.fixture(scope="module")
+def integer_penguins(penguins_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The penguins as a Parquet file whose flipper lengths are integers (int64, no missing
+    value), as tables exported from databases hold them."""
+    frame = pd.read_csv(penguins_csv).dropna(subset=["flipper_length_mm"])
+    frame["flipper_length_mm"] = frame["flipper_length_mm"].astype("int64")
+    path = tmp_path_factory.mktemp("data") / "penguins.parquet"
+    frame.to_parquet(path, index=False)
+    return path
+
+
+def awkward_rows(source: Path, target: str) -> pd.DataFrame:
+    """Real rows, read as their file types them, plus missing values and categories the model
+    never saw."""
+    frame = pd.read_parquet(source).drop(columns=[target]).head(40)
+    assert frame["flipper_length_mm"].dtype == "int64"
     frame.loc[0, "bill_length_mm"] = np.nan
     frame.loc[1, "island"] = "Atlantis"
     frame.loc[2, "sex"] = None
@@ -52,12 +67,17 @@ def awkward_rows(penguins_csv: Path, target: str) -> pd.DataFrame:
 
 
 def test_fresh_process_predicts_exactly_like_in_process(
-    train_config: Trainer, mlflow_server: MlflowServer, penguins_csv: Path, tmp_path: Path
+    train_config: Trainer, mlflow_server: MlflowServer, integer_penguins: Path, tmp_path: Path
 ) -> None:
     name = "format-fresh"
-    train_config("classification.yaml", f"mlflow.registered_model={name}")
+    train_config(
+        "classification.yaml", f"mlflow.registered_model={name}", f"data.source={integer_penguins}"
+    )
     uri = f"models:/{name}@champion"
-    rows = awkward_rows(penguins_csv, "species")
+    inputs = {c.name: c.type.name for c in mlflow.models.get_model_info(uri).signature.inputs}
+    assert inputs["flipper_length_mm"] == "long"  # integers with no missing value
+    assert inputs["bill_length_mm"] == "double"
+    rows = awkward_rows(integer_penguins, "species")
     in_process = load_pipeline(uri).predict(rows)
     rows.to_parquet(tmp_path / "rows.parquet")
     done = subprocess.run(  # noqa: PLW1510 - the tests read returncode
@@ -82,12 +102,14 @@ def test_fresh_process_predicts_exactly_like_in_process(
 
 
 def test_mlflow_models_serve_answers_like_the_pipeline(
-    train_config: Trainer, mlflow_server: MlflowServer, penguins_csv: Path, tmp_path: Path
+    train_config: Trainer, mlflow_server: MlflowServer, integer_penguins: Path, tmp_path: Path
 ) -> None:
     name = "format-serve"
-    train_config("regression.yaml", f"mlflow.registered_model={name}")
+    train_config(
+        "regression.yaml", f"mlflow.registered_model={name}", f"data.source={integer_penguins}"
+    )
     uri = f"models:/{name}@champion"
-    rows = awkward_rows(penguins_csv, "body_mass_g")
+    rows = awkward_rows(integer_penguins, "body_mass_g")  # JSON integers for flipper lengths
     port = free_port()
     argv = [
         sys.executable,

@@ -25,17 +25,20 @@ from ml_model.engine.parity import (
     parity,
     pipeline_prediction,
 )
+from ml_model.engine.report import InputReport, input_report
 
 __all__ = [
     "PARITY_RTOL",
     "Columns",
     "CompileError",
     "CompiledModel",
+    "InputReport",
     "ParityError",
     "Prediction",
     "check_parity",
     "compile_pipeline",
     "difference",
+    "input_report",
     "parity",
     "pipeline_prediction",
 ]
