@@ -24,12 +24,12 @@ define ring
 endef
 
 .PHONY: help setup install lint typecheck test test-unit test-integration demo demo-check e2e \
-	bench-train bench-serving bench-pipeline bench-engine compose-config clean
+	bench-train bench-serving bench-pipeline bench-engine bench-hostile compose-config clean
 
 # Every target that runs the project's environment creates it first, so each works on a fresh
 # clone by itself (uv sync takes well under a second when .venv is current).
 lint typecheck compose-config test-unit test-integration demo-check e2e \
-	bench-train bench-serving bench-pipeline bench-engine: install
+	bench-train bench-serving bench-pipeline bench-engine bench-hostile: install
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -80,6 +80,9 @@ bench-pipeline: ## One-row predict: our stored pipeline vs a plain ColumnTransfo
 
 bench-engine: ## Batch inference: the engine vs pipeline.predict on 1M rows; ml-model predict on files
 	$(PY) -m bench.engine
+
+bench-hostile: ## Hostile request bodies: status, time and memory per body, valid traffic's p99
+	$(PY) -m bench.hostile
 
 clean: ## Remove local stores, caches and build outputs (keeps .venv)
 	rm -rf .mlops mlruns mlartifacts .test-artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -4,6 +4,7 @@ them as the service loads them, and the app in-process over a registry stand-in.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -72,16 +73,25 @@ def load() -> Load:
 @dataclass
 class FakeRegistry:
     """Stands in for MLflow: the alias points at ``alias`` (None: nothing registered); each
-    version loads to a model, or raises the exception stored for it."""
+    version loads to a model, or raises the exception stored for it. ``down`` makes the server
+    at ``url`` unreachable; clearing ``answering`` makes every lookup hang until it is set."""
 
     versions: dict[str, LoadedModel | Exception] = field(default_factory=dict)
     alias: str | None = None
     down: bool = False
+    url: str = "http://mlflow"
     loads: int = 0
+    resolves: int = 0
+    answering: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.answering.set()
 
     def resolve(self, settings: ApiSettings) -> Target:
+        self.resolves += 1
+        self.answering.wait()
         if self.down:
-            raise TransientError("MLflow tracking server at http://mlflow is unreachable")
+            raise TransientError(f"MLflow tracking server at {self.url} is unreachable")
         if self.alias is None:
             raise TransientError("no version of model 'test-model' has alias 'champion' yet")
         return Target(self.alias, f"run-{self.alias}")

@@ -6,6 +6,7 @@ FastAPI's routing (see ``PredictionAPI.__call__``); everything else is ordinary 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,7 +15,6 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -23,7 +23,7 @@ from prediction_api import schemas
 from prediction_api.errors import ApiError, error_response, problem
 from prediction_api.hot import HOT_PATHS, PredictionService
 from prediction_api.http import ApiKeys
-from prediction_api.manager import ModelManager, Outcome
+from prediction_api.manager import ModelManager, Outcome, RefreshResult
 from prediction_api.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 from prediction_api.model import LoadedModel
 from prediction_api.openapi import openapi_builder
@@ -31,6 +31,8 @@ from prediction_api.settings import ApiSettings, load_settings
 
 logger = logging.getLogger("prediction_api")
 
+# How long POST /admin/reload waits for the registry before answering 503; the reload itself
+# goes on, and a later call shares it.
 RELOAD_WAIT_SECONDS = 120.0
 JSON = "application/json"
 DESCRIPTION = (
@@ -154,10 +156,15 @@ def create_app(settings: ApiSettings | None = None, manager: ModelManager | None
     @app.get(
         "/model",
         summary="The model being served: version, run, metrics, signature, input example",
-        responses={200: {"model": schemas.ModelBody}, 503: schemas.ERRORS[503]},
+        responses={
+            200: {"model": schemas.ModelBody},
+            503: schemas.ERRORS[503],
+            **schemas.AUTH_ERRORS,
+        },
         response_class=Response,
     )
-    async def model_info() -> Response:
+    async def model_info(request: Request) -> Response:
+        keys.check(request.scope["headers"])  # the input example holds training rows
         return _answer(current_model().describe())
 
     @app.get(
@@ -182,7 +189,16 @@ def create_app(settings: ApiSettings | None = None, manager: ModelManager | None
     )
     async def reload(request: Request) -> Response:
         keys.check(request.scope["headers"])
-        result = await run_in_threadpool(follower.refresh, True, RELOAD_WAIT_SECONDS)
+        try:  # awaited, not waited for on a worker thread: the thread pool stays free
+            result = await asyncio.wait_for(
+                asyncio.wrap_future(follower.reload()), RELOAD_WAIT_SECONDS
+            )
+        except TimeoutError:
+            message = (
+                f"the registry has not answered within {RELOAD_WAIT_SECONDS:g} s; "
+                "the reload is still under way"
+            )
+            result = RefreshResult(Outcome.UNAVAILABLE, None, message)
         serving = follower.current
         body: dict[str, Any] = {
             "outcome": result.outcome.value,
@@ -198,7 +214,7 @@ def create_app(settings: ApiSettings | None = None, manager: ModelManager | None
     @app.exception_handler(ApiError)
     async def api_error(_: Request, error: Exception) -> Response:
         assert isinstance(error, ApiError)
-        return error_response(error.status, error.problems, error.headers)
+        return error_response(error.status, error.problems, error.headers, error.omitted)
 
     @app.exception_handler(ClientDisconnect)
     async def disconnected(_: Request, __: Exception) -> Response:

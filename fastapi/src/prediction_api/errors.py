@@ -9,14 +9,17 @@ they do not apply (a malformed body, a missing key, an auth failure).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import orjson
 from starlette.responses import Response
 
-# A batch of 10,000 bad rows would otherwise produce a response far larger than the request.
+# A batch of 10,000 bad rows would otherwise produce a response far larger than the request,
+# and collecting one entry per bad item of a hostile body would cost gigabytes.
 MAX_PROBLEMS = 1000
+
+T = TypeVar("T")
 
 
 def _text(value: Any) -> Any:
@@ -42,8 +45,32 @@ def problem(
     }
 
 
+class Problems:
+    """The problems found in one request: the first MAX_PROBLEMS are kept, the rest only
+    counted, so a body with a million bad items costs no more memory than one with a
+    thousand."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+        self.omitted = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def append(self, item: dict[str, Any]) -> None:
+        self.add([item], lambda same: same)
+
+    def add(self, found: Sequence[T], describe: Callable[[T], dict[str, Any]]) -> None:
+        """One problem ``describe(item)`` per item of ``found`` while there is room; the
+        others are counted without being described."""
+        room = max(0, MAX_PROBLEMS - len(self.items))
+        self.items.extend(map(describe, found[:room]))
+        self.omitted += max(0, len(found) - room)
+
+
 class ApiError(Exception):
-    """An error answered with ``status`` and the standard body."""
+    """An error answered with ``status`` and the standard body; ``omitted`` counts problems
+    found but not listed."""
 
     status = 400
 
@@ -52,8 +79,10 @@ class ApiError(Exception):
         problems: Iterable[dict[str, Any]],
         status: int | None = None,
         headers: dict[str, str] | None = None,
+        omitted: int = 0,
     ) -> None:
         self.problems = list(problems)
+        self.omitted = omitted
         if status is not None:
             self.status = status
         self.headers = headers
@@ -66,24 +95,25 @@ class InputError(ApiError):
     status = 422
 
 
-def error_body(problems: Sequence[dict[str, Any]]) -> bytes:
-    """The JSON body, at most MAX_PROBLEMS entries plus one saying how many were left out."""
+def error_body(problems: Sequence[dict[str, Any]], omitted: int = 0) -> bytes:
+    """The JSON body: at most MAX_PROBLEMS entries, then one saying how many more problems
+    (beyond those, plus ``omitted``) were found but not listed."""
     shown = list(problems[:MAX_PROBLEMS])
-    if len(problems) > MAX_PROBLEMS:
-        left = len(problems) - MAX_PROBLEMS
-        shown.append(problem(("body",), f"{left} more problems not shown", "truncated"))
+    left = len(problems) - len(shown) + omitted
+    if left:
+        shown.append(problem(("body",), f"{left} more problems not listed", "truncated"))
     return orjson.dumps({"detail": shown})
 
 
 def error_response(
-    status: int, problems: Sequence[dict[str, Any]], headers: dict[str, str] | None = None
+    status: int,
+    problems: Sequence[dict[str, Any]],
+    headers: dict[str, str] | None = None,
+    omitted: int = 0,
 ) -> Response:
     return Response(
-        error_body(problems), status_code=status, headers=headers, media_type="application/json"
+        error_body(problems, omitted),
+        status_code=status,
+        headers=headers,
+        media_type="application/json",
     )
-
-
-def simple_error(
-    status: int, loc: Sequence[Any], msg: str, kind: str, headers: dict[str, str] | None = None
-) -> Response:
-    return error_response(status, [problem(loc, msg, kind)], headers)

@@ -79,6 +79,12 @@ def record_schema(features: Sequence[Feature], example: dict[str, Any] | None) -
     return schema
 
 
+def synthetic_record(features: Sequence[Feature]) -> dict[str, Any]:
+    """A valid record made up from the features' types alone (0.0 for numbers, "text" for
+    strings): an example of the format that shows no training data."""
+    return {f.name: 0.0 if f.kind is Kind.NUMERIC else "text" for f in features}
+
+
 RECORD_REF = {"$ref": "#/components/schemas/Record"}
 
 

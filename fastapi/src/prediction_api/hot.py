@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import traceback
 from itertools import chain
 from typing import Any
 
@@ -165,8 +166,11 @@ class PredictionService:
         try:
             content, rows = await self._answer(route, scope, receive)
         except ApiError as error:
+            # The traceback's frames hold the parsed body, and a reference cycle through the
+            # thread pool's future keeps them until a full collection: release them now.
+            traceback.clear_frames(error.__traceback__)
             extra = [(k.lower().encode(), v.encode()) for k, v in (error.headers or {}).items()]
-            return error.status, error_body(error.problems), [_JSON, *extra]
+            return error.status, error_body(error.problems, error.omitted), [_JSON, *extra]
         except ClientDisconnect:
             raise
         except Exception:

@@ -6,7 +6,9 @@ A new version is downloaded, loaded, compiled and smoke-tested off the request p
 version that passes replaces the current one. A version that fails to load is *refused*: the
 old model keeps serving, the reason shows in ``/ready`` and the log, and the version is not
 retried by the poller (``POST /admin/reload`` retries it). Failures to reach MLflow or to
-download are transient and retried on the next poll.
+download are transient and retried on the next poll. Predictions never wait on the registry:
+they read ``current``, which no lock guards, and concurrent reloads share one refresh.
+Registry errors are stored and logged with credentials removed from any URI in them.
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from ml_model.links import redacted
 from prediction_api.metrics import Metrics
 from prediction_api.model import LoadedModel, build_model, read_model_files
 from prediction_api.settings import ApiSettings
@@ -190,6 +194,8 @@ class ModelManager:
         self.current: LoadedModel | None = None
         self.state = RegistryState()
         self._refresh_lock = threading.Lock()
+        self._reload_guard = threading.Lock()
+        self._reload: Future[RefreshResult] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -229,15 +235,31 @@ class ModelManager:
                 wait, delay = self.settings.poll_interval_seconds, FIRST_RETRY_SECONDS
             self._stop.wait(wait)
 
-    def refresh(self, force: bool = False, timeout: float | None = None) -> RefreshResult:
+    def refresh(self, force: bool = False) -> RefreshResult:
         """Check the alias once and load its version if it is new. ``force`` retries a
-        refused version. Blocks while another refresh runs (at most ``timeout`` seconds)."""
-        if not self._refresh_lock.acquire(timeout=-1 if timeout is None else timeout):
-            return RefreshResult(Outcome.UNAVAILABLE, None, "another reload is in progress")
-        try:
+        refused version. Blocks while another refresh runs."""
+        with self._refresh_lock:
             return self._refresh(force)
-        finally:
-            self._refresh_lock.release()
+
+    def reload(self) -> Future[RefreshResult]:
+        """A forced refresh on a thread of its own (``POST /admin/reload``). Calls made while
+        one is under way get the same future: any number of concurrent reloads make one
+        registry call and hold one thread, however long the registry takes to answer."""
+        with self._reload_guard:
+            if self._reload is None or self._reload.done():
+                future: Future[RefreshResult] = Future()
+                future.set_running_or_notify_cancel()  # a waiter giving up cannot cancel it
+                self._reload = future
+                threading.Thread(
+                    target=self._reload_into, args=(future,), name="model-reload", daemon=True
+                ).start()
+            return self._reload
+
+    def _reload_into(self, future: Future[RefreshResult]) -> None:
+        try:
+            future.set_result(self.refresh(force=True))
+        except Exception as exc:  # handed to every waiter
+            future.set_exception(exc)
 
     def _refresh(self, force: bool) -> RefreshResult:
         now = datetime.now(UTC)
@@ -278,6 +300,7 @@ class ModelManager:
         return RefreshResult(Outcome.LOADED, target.version, f"now serving v{target.version}")
 
     def _note_failure(self, now: datetime, version: str | None, message: str) -> RefreshResult:
+        message = redacted(message)
         self.state = replace(self.state, checked_at=now, alias_version=version, error=message)
         serving = self.current
         logger.warning(
@@ -288,6 +311,7 @@ class ModelManager:
         return RefreshResult(Outcome.UNAVAILABLE, version, message)
 
     def _refuse(self, now: datetime, version: str, reason: str) -> RefreshResult:
+        reason = redacted(reason)
         self.metrics.model_loads.labels("refused").inc()
         refused = {**self.state.refused, version: reason}
         message = f"version {version} refused: {reason}"

@@ -3,6 +3,8 @@
 FastAPI describes the routes; the bodies of ``/predict`` and ``/invocations`` are not pydantic
 models (the hot path validates with the compiled Validator), so their schemas are injected
 here from the current model's features and input example, and rebuilt when the model changes.
+The document is open even when API keys are set; then its examples are made up from the
+features' types, since the input example is training data.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from prediction_api.features import (
     invocations_body_schema,
     predict_body_schema,
     record_schema,
+    synthetic_record,
 )
 from prediction_api.model import LoadedModel
 
-PROTECTED = ("/predict", "/invocations", "/admin/reload")
+PROTECTED = ("/predict", "/invocations", "/model", "/admin/reload")
 NO_MODEL_RECORD = {
     "type": "object",
     "title": "Record",
@@ -40,13 +43,14 @@ def model_openapi(
     base: dict[str, Any], model: LoadedModel | None, max_rows: int, auth: bool
 ) -> dict[str, Any]:
     """``base`` (FastAPI's document) with the model's request schemas and, when API keys are
-    on, the security schemes of the protected routes."""
+    on, the security schemes of the protected routes and made-up examples."""
     schema = copy.deepcopy(base)
     components = schema.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     paths = schema["paths"]
-    examples: list[dict[str, Any]] = model.input_example if model is not None else []
+    examples: list[dict[str, Any]] = []
     if model is not None:
+        examples = [synthetic_record(model.features)] if auth else model.input_example
         schemas["Record"] = record_schema(model.features, examples[0] if examples else None)
         features = model.features
         info = f"Serving {model.name} v{model.version} (run {model.run_id})."

@@ -18,12 +18,17 @@ Value rules (the model signature's types, the trainer's cleaning rules):
   ``Infinity``, which lenient JSON encoders emit) are refused;
 - categorical features: JSON strings or null; other types are refused. Strings are trimmed and
   a blank string is missing, as in training; values never seen in training are accepted.
+
+Work is bounded for any body: a record, object or column list with more keys than
+``Validator.max_keys`` (twice the features, plus WIDTH_MARGIN) is refused as a whole before its
+keys are looked at, and problems beyond ``errors.MAX_PROBLEMS`` are counted, not described.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from functools import partial
 from itertools import chain
 from operator import attrgetter, itemgetter, methodcaller
 from typing import Any
@@ -32,13 +37,16 @@ import msgspec
 import numpy as np
 
 from ml_model.engine import Columns
-from prediction_api.errors import MAX_PROBLEMS, InputError, problem
+from prediction_api.errors import InputError, Problems, problem
 from prediction_api.features import Feature, Kind
 
 _NUMBER_TYPES = frozenset({int, float})
 _NULL_TYPES = frozenset({type(None)})
 _NUMERIC_OK = _NUMBER_TYPES | _NULL_TYPES
 _CATEGORICAL_OK = frozenset({str}) | _NULL_TYPES
+# No client sends this many stray keys by mistake; naming each of them would cost work and
+# memory in proportion to a hostile body.
+WIDTH_MARGIN = 100
 
 
 Column = list[Any]
@@ -99,11 +107,13 @@ def json_type(value: Any) -> str:
 
 
 class Validator:
-    """Input checks compiled from a model's features; ``max_rows`` bounds every batch."""
+    """Input checks compiled from a model's features; ``max_rows`` bounds every batch and
+    ``max_keys`` every record, object and column list."""
 
     def __init__(self, features: Sequence[Feature], max_rows: int) -> None:
         self.features = tuple(features)
         self.max_rows = max_rows
+        self.max_keys = 2 * len(self.features) + WIDTH_MARGIN
         self.names = frozenset(f.name for f in self.features)
         self.required = tuple(f.name for f in self.features if f.required)
         self._required_set = frozenset(self.required)
@@ -141,8 +151,8 @@ class Validator:
         feature's type allows."""
         try:
             decoded = self._decoder.decode(body)
-        except msgspec.MsgspecError:
-            return None
+        except (msgspec.MsgspecError, UnicodeDecodeError):  # msgspec names an unknown key in
+            return None  # its error, and raises UnicodeDecodeError when that key is not UTF-8
         rows = decoded if isinstance(decoded, list) else [decoded]
         self._check_size(len(rows), ("body",))
         numeric, categorical = self._decoded_getters
@@ -177,18 +187,19 @@ class Validator:
             raise InputError(
                 [problem(("body",), f"expected a JSON object, got {json_type(payload)}")]
             )
+        self._check_width(len(payload), ("body",), "keys")
         given = [key for key in formats if key in payload]
+        problems = Problems()
         extra = [key for key in payload if key not in formats]
-        problems = [
-            problem(("body", key), "unsupported input key", "extra_forbidden", field=key)
-            for key in extra[:MAX_PROBLEMS]
-        ]
+        problems.add(
+            extra,
+            partial(_key_problem, ("body",), None, "unsupported input key", "extra_forbidden"),
+        )
         if len(given) != 1:
             problems.append(
                 problem(("body",), "give exactly one of 'dataframe_split' or 'dataframe_records'")
             )
-        if problems:
-            raise InputError(problems)
+        _raise(problems)
         if given[0] == "dataframe_records":
             records = payload["dataframe_records"]
             if not isinstance(records, list):
@@ -205,6 +216,24 @@ class Validator:
         return self.split(payload["dataframe_split"], ("body", "dataframe_split"))
 
     # --- record lists and column tables -----------------------------------------------------
+
+    def _check_width(
+        self, width: int, loc: tuple[Any, ...], what: str, row: int | None = None
+    ) -> None:
+        """Refuse, unread, a record, object or column list of ``width`` keys when that is far
+        more than the model has features."""
+        if width > self.max_keys:
+            raise InputError(
+                [
+                    problem(
+                        loc,
+                        f"{width} {what}; the model has {len(self.features)} features, and "
+                        f"more than {self.max_keys} {what} are refused without reading them",
+                        "too_wide",
+                        row,
+                    )
+                ]
+            )
 
     def _check_size(self, rows: int, loc: tuple[Any, ...]) -> None:
         if rows == 0:
@@ -223,7 +252,12 @@ class Validator:
     def records(self, records: list[Any], loc: tuple[Any, ...], single: bool = False) -> Columns:
         """A list of records (objects keyed by feature name)."""
         self._check_size(len(records), loc)
-        if all(type(r) is dict for r in records) and self._keys_ok(records):
+        widths = [len(r) if type(r) is dict else -1 for r in records]  # -1: not an object
+        widest = max(widths)
+        if widest > self.max_keys:
+            row = widths.index(widest)
+            self._check_width(widest, loc if single else (*loc, row), "fields", row)
+        if min(widths) >= 0 and self._keys_ok(records):
             numeric, categorical = self._record_getters
             return self.values(
                 len(records),
@@ -231,11 +265,12 @@ class Validator:
                 _columns(records, categorical),
                 loc,
                 single,
+                Problems(),
             )
         return self._records_slow(records, loc, single)
 
     def _records_slow(self, records: list[Any], loc: tuple[Any, ...], single: bool) -> Columns:
-        problems: list[dict[str, Any]] = []
+        problems = Problems()
         names = self.names
         readable: list[dict[str, Any]] = []  # a record that is not an object has no values
         for row, record in enumerate(records):
@@ -252,25 +287,18 @@ class Validator:
                 readable.append({})
             else:
                 readable.append(record)
-                problems.extend(
-                    problem((*where, name), "required feature is missing", "missing", row, name)
-                    for name in self.required
-                    if name not in record
+                missing = [name for name in self.required if name not in record]
+                problems.add(
+                    missing,
+                    partial(_key_problem, where, row, "required feature is missing", "missing"),
                 )
-                problems.extend(
-                    problem((*where, key), "unknown field", "extra_forbidden", row, key)
-                    for key in record
-                    if key not in names
+                unknown = [key for key in record if key not in names]
+                problems.add(
+                    unknown, partial(_key_problem, where, row, "unknown field", "extra_forbidden")
                 )
         numeric = [[r.get(name) for r in readable] for name in self.numeric_names]
         categorical = [[r.get(name) for r in readable] for name in self.categorical_names]
-        try:
-            batch = self.values(len(records), numeric, categorical, loc, single)
-        except InputError as error:
-            problems.extend(error.problems)
-        if problems:
-            raise InputError(sorted(problems, key=_row_order))
-        return batch
+        return self.values(len(records), numeric, categorical, loc, single, problems)
 
     def split(self, table: Any, loc: tuple[Any, ...]) -> Columns:
         """MLflow's ``dataframe_split``: ``{"columns": [...], "data": [[...], ...]}``."""
@@ -278,49 +306,40 @@ class Validator:
             raise InputError(
                 [problem(loc, f"expected an object, got {json_type(table)}", "type_error")]
             )
-        problems = [
-            problem((*loc, key), "unsupported key", "extra_forbidden", field=str(key))
-            for key in table
-            if key not in ("columns", "data", "index")
-        ]
+        self._check_width(len(table), loc, "keys")
+        problems = Problems()
+        extra = [key for key in table if key not in ("columns", "data", "index")]
+        problems.add(extra, partial(_key_problem, loc, None, "unsupported key", "extra_forbidden"))
         columns, data = table.get("columns"), table.get("data")
+        if isinstance(columns, list):
+            self._check_width(len(columns), (*loc, "columns"), "columns")
         if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
             problems.append(problem((*loc, "columns"), "expected an array of column names"))
         if not isinstance(data, list):
             problems.append(problem((*loc, "data"), "expected an array of rows (arrays)"))
-        if problems:
-            raise InputError(problems)
+        _raise(problems)
         assert isinstance(columns, list) and isinstance(data, list)
         self._check_size(len(data), (*loc, "data"))
         position: dict[str, int] = {}
+        bad_columns: list[tuple[int, str, str]] = []  # index, message, type
         for index, name in enumerate(columns):
             if name in position:
-                problems.append(problem((*loc, "columns", index), "duplicate column", field=name))
+                bad_columns.append((index, "duplicate column", "value_error"))
             elif name not in self.names:
-                problems.append(
-                    problem(
-                        (*loc, "columns", index), "unknown column", "extra_forbidden", field=name
-                    )
-                )
+                bad_columns.append((index, "unknown column", "extra_forbidden"))
             position.setdefault(name, index)
-        problems.extend(
-            problem((*loc, "columns"), "required feature is missing", "missing", None, name)
-            for name in self.required
-            if name not in position
+        problems.add(bad_columns, partial(_column_problem, (*loc, "columns"), columns))
+        missing = [name for name in self.required if name not in position]
+        problems.add(
+            missing,
+            lambda name: problem(
+                (*loc, "columns"), "required feature is missing", "missing", field=name
+            ),
         )
         width = len(columns)
         bad_rows = [i for i, r in enumerate(data) if type(r) is not list or len(r) != width]
-        problems.extend(
-            problem(
-                (*loc, "data", i),
-                f"expected an array of {width} values (one per column)",
-                "type_error",
-                row=i,
-            )
-            for i in bad_rows[:MAX_PROBLEMS]
-        )
-        if problems:
-            raise InputError(problems)
+        problems.add(bad_rows, partial(_row_problem, (*loc, "data"), width))
+        _raise(problems)
 
         def column(name: str) -> Column:  # an optional feature left out is missing
             index = position.get(name)
@@ -328,7 +347,7 @@ class Validator:
 
         numeric = list(map(column, self.numeric_names))
         categorical = list(map(column, self.categorical_names))
-        return self.values(len(data), numeric, categorical, (*loc, "data"), False)
+        return self.values(len(data), numeric, categorical, (*loc, "data"), False, problems)
 
     # --- values ---------------------------------------------------------------------------
 
@@ -339,11 +358,11 @@ class Validator:
         categorical: list[Column],
         loc: tuple[Any, ...],
         single: bool,
+        problems: Problems,
     ) -> Columns:
         """Check and convert the values of ``rows`` rows, given as one column per feature
         (``numeric_names`` and ``categorical_names`` order); raise InputError naming each bad
-        value."""
-        problems: list[dict[str, Any]] = []
+        value, and ``problems`` found before."""
         matrix = _numeric_fast(numeric, rows)
         if matrix is None:
             matrix = np.column_stack(
@@ -355,13 +374,37 @@ class Validator:
         if not set(map(type, chain.from_iterable(categorical))) <= _CATEGORICAL_OK:
             for column, name in zip(categorical, self.categorical_names, strict=True):
                 _categorical_problems(column, name, loc, single, problems)
-        if problems:
-            raise InputError(sorted(problems, key=_row_order))
+        _raise(problems)
         return Columns(rows, matrix, tuple(map(tuple, categorical)))
+
+
+def _raise(problems: Problems) -> None:
+    """Raise InputError for ``problems``, if any, in row order."""
+    if problems:
+        raise InputError(sorted(problems.items, key=_row_order), omitted=problems.omitted)
 
 
 def _row_order(item: dict[str, Any]) -> int:
     return -1 if item["row"] is None else int(item["row"])
+
+
+def _key_problem(
+    where: tuple[Any, ...], row: int | None, msg: str, kind: str, key: str
+) -> dict[str, Any]:
+    return problem((*where, key), msg, kind, row, key)
+
+
+def _column_problem(
+    where: tuple[Any, ...], columns: list[str], found: tuple[int, str, str]
+) -> dict[str, Any]:
+    index, msg, kind = found
+    return problem((*where, index), msg, kind, field=columns[index])
+
+
+def _row_problem(where: tuple[Any, ...], width: int, row: int) -> dict[str, Any]:
+    return problem(
+        (*where, row), f"expected an array of {width} values (one per column)", "type_error", row
+    )
 
 
 def _float_matrix(columns: list[Column], rows: int) -> np.ndarray:
@@ -391,53 +434,51 @@ def _where(loc: tuple[Any, ...], single: bool, row: int, name: str) -> tuple[Any
 
 
 def _numeric_slow(
-    column: list[Any], name: str, loc: tuple[Any, ...], single: bool, problems: list[Any]
+    column: list[Any], name: str, loc: tuple[Any, ...], single: bool, problems: Problems
 ) -> np.ndarray:
     values = np.full(len(column), np.nan)
+    bad: list[tuple[int, Any]] = []  # row, value: described only while there is room
     for row, value in enumerate(column):
         if value is None:
             continue
         if type(value) is not int and type(value) is not float:
-            problems.append(
-                problem(
-                    _where(loc, single, row, name),
-                    f"expected a number or null, got {json_type(value)}",
-                    "type_error",
-                    row,
-                    name,
-                )
-            )
+            bad.append((row, value))
             continue
         try:
             number = float(value)
         except OverflowError:
             number = math.inf
         if not math.isfinite(number):
-            problems.append(
-                problem(
-                    _where(loc, single, row, name),
-                    "expected a finite number; send null for a missing value",
-                    "finite_number",
-                    row,
-                    name,
-                )
-            )
+            bad.append((row, value))
             continue
         values[row] = number
+    problems.add(bad, partial(_numeric_problem, loc, single, name))
     return values
 
 
-def _categorical_problems(
-    column: list[Any], name: str, loc: tuple[Any, ...], single: bool, problems: list[Any]
-) -> None:
-    problems.extend(
-        problem(
-            _where(loc, single, row, name),
-            f"expected a string or null, got {json_type(value)}",
-            "type_error",
-            row,
-            name,
-        )
-        for row, value in enumerate(column)
-        if type(value) not in _CATEGORICAL_OK
+def _numeric_problem(
+    loc: tuple[Any, ...], single: bool, name: str, found: tuple[int, Any]
+) -> dict[str, Any]:
+    row, value = found
+    where = _where(loc, single, row, name)
+    if type(value) is int or type(value) is float:
+        message = "expected a finite number; send null for a missing value"
+        return problem(where, message, "finite_number", row, name)
+    return problem(
+        where, f"expected a number or null, got {json_type(value)}", "type_error", row, name
     )
+
+
+def _categorical_problems(
+    column: list[Any], name: str, loc: tuple[Any, ...], single: bool, problems: Problems
+) -> None:
+    bad = [(row, value) for row, value in enumerate(column) if type(value) not in _CATEGORICAL_OK]
+    problems.add(bad, partial(_categorical_problem, loc, single, name))
+
+
+def _categorical_problem(
+    loc: tuple[Any, ...], single: bool, name: str, found: tuple[int, Any]
+) -> dict[str, Any]:
+    row, value = found
+    message = f"expected a string or null, got {json_type(value)}"
+    return problem(_where(loc, single, row, name), message, "type_error", row, name)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import json
+import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,7 +14,9 @@ import numpy as np
 import pytest
 
 from ml_model.config import Task
-from prediction_api.hot import Coalescer
+from prediction_api import app as app_module
+from prediction_api.errors import MAX_PROBLEMS
+from prediction_api.hot import INLINE_BODY_BYTES, Coalescer
 from prediction_api.model import SmokeTestError
 from tools.processes import wait_until
 
@@ -73,10 +79,6 @@ def test_classifiers_answer_labels_and_probabilities(
 
 
 def test_big_batches_are_predicted_off_the_event_loop(api: Any, served: Any) -> None:
-    import json
-
-    from prediction_api.hot import INLINE_BODY_BYTES
-
     records = served.input_example * 200
     body = json.dumps(records).encode()
     assert len(body) > INLINE_BODY_BYTES
@@ -276,3 +278,153 @@ def test_coalesced_requests_each_use_their_own_model(fit: Any, load: Any) -> Non
     for model, raw in zip((first, second, first), got, strict=True):
         alone = model.predict(model.validator.records(records, ("body",))).values
         np.testing.assert_array_equal(raw, alone)
+
+
+# --- hostile input, secrets, the registry hanging ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/invocations", b'{"dataframe_split": {"columns": [%s], "data": [[]]}}'),
+        ("/predict", b"{%s}"),
+    ],
+)
+def test_hostile_bodies_get_one_clear_4xx(api: Any, served: Any, path: str, body: bytes) -> None:
+    items = 300_000
+    if path == "/invocations":
+        content = body % b",".join([b'"x"'] * items)
+    else:
+        content = body % b",".join(b'"k%d":1' % i for i in range(items))
+    with api() as client:
+        detail = assert_error_body(client.post(path, content=content), 422)
+    assert len(detail) == 1 and detail[0]["type"] == "too_wide"
+    assert (
+        f"{items} " in detail[0]["msg"]
+        and f"has {len(served.features)} features" in (detail[0]["msg"])
+    )
+
+
+def test_an_answer_lists_at_most_the_cap_and_says_how_many_more(api: Any, served: Any) -> None:
+    name = served.features[0].name
+    records = [{**served.input_example[0], name: "x"}] * 3000
+    with api() as client:
+        detail = assert_error_body(client.post("/predict", json=records), 422)
+    assert len(detail) == MAX_PROBLEMS + 1
+    assert detail[-1]["type"] == "truncated"
+    assert detail[-1]["msg"] == f"{3000 - MAX_PROBLEMS} more problems not listed"
+
+
+@pytest.mark.parametrize(
+    "body", [b'{"\xff": 1}', b'[{"\xff": 1}]', b'{"dataframe_records": [{"\xff": 1}]}', b"\xff"]
+)
+def test_invalid_utf8_is_a_client_error_on_every_route(api: Any, served: Any, body: bytes) -> None:
+    with api(api_keys=(KEY,)) as client:
+        routes = client.get("/openapi.json").json()["paths"]
+        for path, operations in routes.items():
+            for method in operations:
+                answer = client.request(method, path, content=body, headers={"X-API-Key": KEY})
+                assert answer.status_code < 500, (method, path, answer.text)
+        assert_error_body(client.post("/predict", content=body, headers={"X-API-Key": KEY}), 400)
+
+
+def test_concurrent_reloads_share_one_registry_call_and_predictions_do_not_wait(
+    api: Any, registry: Any, served: Any
+) -> None:
+    body = json.dumps(served.input_example * 60).encode()  # 300 rows: the thread-pool path
+    assert len(body) > INLINE_BODY_BYTES
+    with api(poll_interval_seconds=3600) as client:
+        calls = registry.resolves
+        registry.answering.clear()  # the registry hangs
+        answers: list[Any] = []
+        reloads = [
+            threading.Thread(target=lambda: answers.append(client.post("/admin/reload")))
+            for _ in range(45)
+        ]
+        try:
+            for thread in reloads:
+                thread.start()
+            wait_until(lambda: registry.resolves > calls, "a reload to reach the registry", 10)
+            predicted: list[Any] = []
+            predict = threading.Thread(
+                target=lambda: predicted.append(client.post("/predict", content=body))
+            )
+            predict.start()
+            predict.join(5)  # it would wait for the registry if reloads held the thread pool
+            assert predicted and predicted[0].status_code == 200
+            assert client.get("/ready").status_code == 200
+        finally:
+            registry.answering.set()
+            for thread in reloads:
+                thread.join(30)
+        assert registry.resolves == calls + 1
+        assert [a.json()["outcome"] for a in answers] == ["unchanged"] * 45
+
+
+def test_a_reload_answers_while_the_registry_still_hangs(
+    api: Any, registry: Any, served: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(app_module, "RELOAD_WAIT_SECONDS", 0.2)
+    with api(poll_interval_seconds=3600) as client:
+        registry.answering.clear()
+        recovers = threading.Timer(5, registry.answering.set)  # the registry answers at last
+        recovers.start()
+        try:
+            pending = assert_error_body(client.post("/admin/reload"), 503)
+            assert "still under way" in pending[0]["msg"]
+        finally:
+            recovers.cancel()
+            registry.answering.set()
+
+
+def test_credentials_in_uris_are_redacted_everywhere(
+    api: Any, registry: Any, served: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry.url = "http://alice:s3cret@mlflow.internal:5000"
+    registry.down = True
+    registry.alias = None
+    with api() as client:
+        wait_until(lambda: registry.resolves >= 2, "a few registry checks", 10, 0.01)
+        shown = [
+            client.get("/ready").text,
+            client.post("/predict", json={}).text,
+            client.get("/model").text,
+            client.post("/admin/reload").text,
+        ]
+    logged = [record.getMessage() for record in caplog.records]
+    assert any("http://***@mlflow.internal:5000" in text for text in shown)
+    assert any("http://***@mlflow.internal:5000" in text for text in logged)
+    for text in [*shown, *logged]:
+        assert "s3cret" not in text and "alice" not in text
+
+
+def test_with_keys_the_model_and_openapi_show_no_training_rows(api: Any, served: Any) -> None:
+    values = {v for record in served.input_example for v in record.values() if v is not None}
+    with api(api_keys=(KEY,)) as client:
+        assert_error_body(client.get("/model"), 401)
+        described = client.get("/model", headers={"X-API-Key": KEY}).json()
+        assert described["input_example"] == served.input_example
+        spec = client.get("/openapi.json").json()
+    text = json.dumps(spec)
+    leaked = [v for v in values if json.dumps(v) in text]
+    assert not leaked
+    record = spec["components"]["schemas"]["Record"]
+    assert set(record["examples"][0]) == {f.name for f in served.features}
+    body = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["examples"]["one record"]["value"] == record["examples"][0]
+
+
+def test_a_refused_big_body_is_freed_at_once(api: Any, served: Any) -> None:
+    body = b"{" + b",".join(b'"k%d":1' % i for i in range(200_000)) + b"}"
+    assert len(body) > INLINE_BODY_BYTES  # parsed on the thread pool
+    with api() as client:
+        client.post("/predict", content=body)  # warm-up
+        gc.disable()  # what is still alive now is not garbage awaiting the collector
+        try:
+            before = sys.getallocatedblocks()
+            for _ in range(3):
+                assert client.post("/predict", content=body).status_code == 422
+            grown = sys.getallocatedblocks() - before
+        finally:
+            gc.enable()
+    assert grown < 100_000  # each parsed body is 200,000 strings

@@ -6,8 +6,6 @@ import gc
 import weakref
 from typing import Any
 
-import pytest
-
 from ml_model.config import Task
 from prediction_api.manager import MAX_RETRY_SECONDS, ModelManager, Outcome
 from prediction_api.metrics import Metrics
@@ -102,12 +100,16 @@ def test_refused_versions_are_remembered_until_forced(registry: Any) -> None:
     assert "version 3 refused" in follower.not_ready_reason()
 
 
-@pytest.mark.parametrize("timeout", [0.01])
-def test_a_reload_does_not_wait_forever_for_another(registry: Any, timeout: float) -> None:
+def test_concurrent_reloads_share_one_refresh(registry: Any, fit: Any, load: Any) -> None:
+    registry.versions["1"], registry.alias = load(fit(Task.REGRESSION)), "1"
     follower = manager(registry)
-    with follower._refresh_lock:
-        result = follower.refresh(timeout=timeout)
-    assert result.outcome is Outcome.UNAVAILABLE and "in progress" in result.message
+    with follower._refresh_lock:  # another refresh is under way
+        first, second = follower.reload(), follower.reload()
+        assert first is second and not first.done()
+    assert first.result(10).outcome is Outcome.LOADED
+    assert registry.resolves == 1
+    third = follower.reload()
+    assert third is not first and third.result(10).outcome is Outcome.UNCHANGED
 
 
 def test_installed_models_leave_the_collectors_sight_and_replaced_ones_are_freed(

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from ml_model.engine import Columns
-from prediction_api.errors import InputError
+from prediction_api.errors import MAX_PROBLEMS, InputError, error_body
 from prediction_api.features import Feature, Kind
 from prediction_api.http import parse_json
 from prediction_api.validation import Validator
@@ -119,11 +119,59 @@ def test_optional_features_may_be_left_out() -> None:
     ]
 
 
-def test_many_bad_rows_are_all_named() -> None:
+def test_problems_beyond_the_cap_are_counted_not_collected() -> None:
     wide = Validator(FEATURES, max_rows=10_000)
-    body = [{**GOOD, "length": "x"} for _ in range(3000)]
+    body = [{**GOOD, "length": "x", "island": 1} for _ in range(3000)]
+    with pytest.raises(InputError) as caught:
+        wide.predict_body(body)
+    listed = caught.value.problems
+    assert len(listed) == MAX_PROBLEMS and caught.value.omitted == 6000 - MAX_PROBLEMS
+    shown = orjson.loads(error_body(listed, caught.value.omitted))["detail"]
+    assert shown[-1]["type"] == "truncated"
+    assert shown[-1]["msg"] == f"{6000 - MAX_PROBLEMS} more problems not listed"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        [{f"k{i}": 1 for i in range(200_000)}],  # one record, 200k unknown keys
+        [GOOD, {**GOOD, **{f"k{i}": 1 for i in range(200_000)}}, "not a record"],
+    ],
+)
+def test_records_far_wider_than_the_model_are_refused_as_a_whole(body: Any) -> None:
+    wide = Validator(FEATURES, max_rows=10)
     found = problems(wide.predict_body, body)
-    assert len(found) == 3000 and found[-1]["row"] == 2999
+    assert [p["type"] for p in found] == ["too_wide"]
+    row = 0 if len(body) == 1 else 1
+    assert found[0]["row"] == row
+    assert found[0]["msg"].startswith(f"{len(body[row])} fields; the model has 4 features")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"dataframe_split": {"columns": ["x"] * 200_000, "data": [[]]}},
+        {"dataframe_split": {"columns": [1] * 200_000, "data": [[]]}},
+        {"dataframe_records": [{}], **{f"k{i}": 1 for i in range(199_999)}},
+    ],
+)
+def test_tables_far_wider_than_the_model_are_refused_as_a_whole(body: Any) -> None:
+    wide = Validator(FEATURES, max_rows=10)
+    found = problems(wide.invocations_body, body)
+    assert [p["type"] for p in found] == ["too_wide"]
+    assert "200000" in found[0]["msg"] and "the model has 4 features" in found[0]["msg"]
+
+
+def test_keys_up_to_the_width_limit_are_named_one_by_one() -> None:
+    wide = Validator(FEATURES, max_rows=10)
+    extra = {f"k{i}": 1 for i in range(wide.max_keys - len(FEATURES))}
+    found = problems(wide.predict_body, {**GOOD, **extra})
+    assert len(found) == len(extra) and {p["type"] for p in found} == {"extra_forbidden"}
+
+
+def test_invalid_utf8_is_left_to_the_json_parser(validator: Validator) -> None:
+    assert validator.decode_predict(b'{"\xff": 1}') is None
+    assert validator.decode_predict(b'{"length": "\xff"}') is None
 
 
 def test_dataframe_split(validator: Validator) -> None:
@@ -305,6 +353,4 @@ def test_bodies_the_typed_decoder_refuses_are_left_to_the_record_path(
 def test_errors_serialize_even_with_lone_surrogates(validator: Validator) -> None:
     body = json.loads('[{"length": 1, "count": 1, "island": "a", "sex": "b", "\\ud800": 1}]')
     found = problems(validator.predict_body, body)
-    from prediction_api.errors import error_body
-
     assert orjson.loads(error_body(found))["detail"][0]["field"] == "\\ud800"

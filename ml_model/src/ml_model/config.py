@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Collection
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from ml_model.errors import UserError
+from ml_model.links import redacted
 
 
 class Strict(BaseModel):
@@ -32,8 +34,12 @@ class DataConfig(Strict):
     """Where the table comes from and which column is the target.
 
     ``source`` is a CSV or Parquet file: a local path (relative paths are relative to the config
-    file), an http(s) URL or an s3:// URI. Alternatively ``query`` runs SQL against ``sql_url``
-    (a SQLAlchemy URL).
+    file), an http(s) URL or an s3:// URI. Alternatively ``query`` runs SQL against a database:
+    ``sql_url`` (a SQLAlchemy URL) or ``sql_url_env``, the name of an environment variable that
+    holds that URL, read when the config loads and never written anywhere. The run records
+    ``sql_url`` only with its password replaced by ``***`` (``links.redacted``); use
+    ``connection_url`` to connect and keep the password itself out of files with
+    ``sql_url_env``.
     """
 
     source: str | None = None
@@ -42,25 +48,50 @@ class DataConfig(Strict):
     )
     query: str | None = None
     sql_url: str | None = None
+    sql_url_env: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Environment variable holding the SQLAlchemy URL (instead of sql_url).",
+    )
     target: str = Field(min_length=1)
     drop_columns: list[str] = Field(default_factory=list)
     numeric_columns: list[str] = Field(default_factory=list)
     categorical_columns: list[str] = Field(default_factory=list)
+    # the URL read from sql_url_env: a private attribute, so no dump, param or digest holds it
+    _env_url: str | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:
         if (self.source is None) == (self.query is None):
             raise ValueError("give exactly one of 'source' (a file or URL) or 'query' (SQL)")
-        if self.query is not None and not self.sql_url:
-            raise ValueError("'query' needs 'sql_url', a SQLAlchemy database URL")
-        if self.source is not None and self.sql_url is not None:
-            raise ValueError("'sql_url' only goes with 'query'")
+        if self.sql_url is not None and self.sql_url_env is not None:
+            raise ValueError("give 'sql_url' or 'sql_url_env', not both")
+        if self.query is not None and not self.sql_url and self.sql_url_env is None:
+            raise ValueError(
+                "'query' needs 'sql_url', a SQLAlchemy database URL, or 'sql_url_env', "
+                "the environment variable that holds it"
+            )
+        for key in ("sql_url", "sql_url_env"):
+            if self.source is not None and getattr(self, key) is not None:
+                raise ValueError(f"'{key}' only goes with 'query'")
+        if self.sql_url_env is not None:
+            self._env_url = os.environ.get(self.sql_url_env) or None
+            if self._env_url is None:
+                raise ValueError(
+                    f"environment variable {self.sql_url_env} (data.sql_url_env) is not set"
+                )
         overlap = set(self.numeric_columns) & set(self.categorical_columns)
         if overlap:
             raise ValueError(f"columns both numeric and categorical: {sorted(overlap)}")
         if self.target in self.drop_columns:
             raise ValueError(f"the target '{self.target}' is also in drop_columns")
         return self
+
+    @property
+    def connection_url(self) -> str | None:
+        """The database URL to connect with, from ``sql_url`` or ``sql_url_env``; it may hold a
+        password, so never log or store it (``links.redacted`` gives the form to record)."""
+        return self.sql_url if self.sql_url is not None else self._env_url
 
 
 class FeaturesConfig(Strict):
@@ -70,10 +101,26 @@ class FeaturesConfig(Strict):
         default="standardize",
         description="standardize: zero mean, unit variance; normalize: min-max to [0, 1].",
     )
-    numeric_imputation: Literal["mean", "median", "most_frequent"] = "median"
+    numeric_imputation: Literal["mean", "median", "most_frequent", "none"] = Field(
+        default="median",
+        description="none leaves missing numbers missing, for XGBoost's own handling.",
+    )
+    missing_indicator: bool = Field(
+        default=False,
+        description="Add a 0/1 column per numeric feature that had missing values in training.",
+    )
     categorical_imputation: Literal["most_frequent", "constant"] = Field(
         default="constant", description="constant fills missing categories with 'missing'."
     )
+
+    @model_validator(mode="after")
+    def _indicator_needs_imputation(self) -> FeaturesConfig:
+        if self.missing_indicator and self.numeric_imputation == "none":
+            raise ValueError(
+                "missing_indicator needs numeric_imputation (the imputer adds the indicators); "
+                "with none, XGBoost sees the missing values themselves"
+            )
+        return self
 
 
 class ModelConfig(Strict):
@@ -171,10 +218,66 @@ class TrainConfig(Strict):
             )
         return self
 
+    def public_dump(self) -> dict[str, Any]:
+        """The resolved configuration as JSON-ready data, safe to record: passwords in
+        ``data.sql_url`` and ``data.source`` replaced by ``***`` (the URL from ``sql_url_env``
+        is never in it)."""
+        dumped = self.model_dump(mode="json")
+        for key in ("sql_url", "source"):
+            if dumped["data"][key] is not None:
+                dumped["data"][key] = redacted(dumped["data"][key])
+        return dumped
+
     def digest(self) -> str:
-        """Stable short hash of the resolved configuration."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        """Stable short hash of the resolved configuration (a database password is no part
+        of it: rotating one keeps the digest)."""
+        canonical = json.dumps(self.public_dump(), sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _url_secrets(url: str) -> set[str]:
+    """The strings of ``url`` that give its password away (the whole URL when it cannot be
+    parsed); empty when it holds none."""
+    from urllib.parse import quote, quote_plus
+
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return {url}
+    query_password = parsed.query.get("password")
+    passwords = [parsed.password, *([query_password] if isinstance(query_password, str) else [])]
+    return {
+        form
+        for password in passwords
+        if password
+        for form in (password, quote(password, safe=""), quote_plus(password))
+    }
+
+
+def public_config_text(text: str) -> str | None:
+    """A config file's text safe to record, or None when it holds no database password (record
+    the file as it is). The URL in ``data.sql_url`` is redacted where it appears verbatim,
+    keeping comments and layout; when its password still shows elsewhere (a comment, an escaped
+    string), the file is rewritten from its parsed content instead, without comments."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
+    data = raw.get("data") if isinstance(raw, dict) else None
+    if not isinstance(data, dict) or not isinstance(data.get("sql_url"), str):
+        return None
+    url = data["sql_url"]
+    if not _url_secrets(url):
+        return None
+    public = text.replace(url, redacted(url))
+    if not any(secret in public for secret in _url_secrets(url)):
+        return public
+    rewritten = {**raw, "data": {**data, "sql_url": redacted(url)}}
+    note = "# rewritten without its comments to remove a database password\n"
+    return note + yaml.safe_dump(rewritten, sort_keys=False)
 
 
 def _parse_override(item: str) -> tuple[list[str], Any]:
@@ -254,7 +357,7 @@ def load_config(path: Path, overrides: list[str] | None = None) -> TrainConfig:
 
 
 def flatten(config: TrainConfig) -> dict[str, str]:
-    """``section.key`` → value strings, for MLflow params."""
+    """``section.key`` → value strings, for MLflow params (from ``public_dump``)."""
     flat: dict[str, str] = {}
 
     def walk(prefix: str, value: Any) -> None:
@@ -264,5 +367,5 @@ def flatten(config: TrainConfig) -> dict[str, str]:
         else:
             flat[prefix] = json.dumps(value) if isinstance(value, list | dict) else str(value)
 
-    walk("", config.model_dump(mode="json"))
+    walk("", config.public_dump())
     return flat

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import PurePosixPath
 from urllib.parse import urlparse
 
@@ -9,8 +10,14 @@ import pandas as pd
 
 from ml_model.config import DataConfig
 from ml_model.errors import UserError
+from ml_model.targets import clean_target
+
+logger = logging.getLogger("ml_model")
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+# load_data's count of the rows it dropped for a missing target: a key of the table's attrs,
+# the profile's field and the run's metric.
+ROWS_DROPPED_MISSING_TARGET = "rows_dropped_missing_target"
 
 
 def file_format(source: str, declared: str | None = None) -> str:
@@ -58,10 +65,14 @@ def read_query(query: str, sql_url: str) -> pd.DataFrame:
 
 
 def load_data(config: DataConfig) -> pd.DataFrame:
-    """The full table named by the config, checked for the target column and emptiness."""
+    """The full table named by the config, checked for the target column and emptiness.
+
+    The target is cleaned like text features (``clean_target``); rows whose target is then
+    missing are dropped, logged, and counted in ``attrs[ROWS_DROPPED_MISSING_TARGET]``.
+    """
     if config.query is not None:
-        assert config.sql_url is not None  # guaranteed by DataConfig validation
-        frame = read_query(config.query, config.sql_url)
+        assert config.connection_url is not None  # guaranteed by DataConfig validation
+        frame = read_query(config.query, config.connection_url)
         origin = "data.query"
     else:
         assert config.source is not None
@@ -78,7 +89,20 @@ def load_data(config: DataConfig) -> pd.DataFrame:
     ]
     if unknown:
         raise UserError(f"config names columns not in {origin}: {unknown}")
-    labelled = frame[frame[config.target].notna()]
+    target = clean_target(frame[config.target])
+    missing = target.isna().to_numpy()
+    labelled = frame[~missing].assign(**{config.target: target[~missing]})
     if labelled.empty:
         raise UserError(f"{origin} has no rows with a value in target '{config.target}'")
-    return labelled.reset_index(drop=True)
+    dropped = int(missing.sum())
+    if dropped:
+        logger.warning(
+            "dropped %d of %d rows (%.1f%%) whose target '%s' is missing",
+            dropped,
+            len(frame),
+            100 * dropped / len(frame),
+            config.target,
+        )
+    labelled = labelled.reset_index(drop=True)
+    labelled.attrs[ROWS_DROPPED_MISSING_TARGET] = dropped
+    return labelled

@@ -9,6 +9,7 @@ knows them for what they are.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote, urlsplit, urlunsplit
 
 MODEL_TRAINING_VIEW = "workflowType=machine_learning"
@@ -19,14 +20,18 @@ EXPERIMENT_KIND = "custom_model_development"
 DEFAULT_UI = "http://127.0.0.1:5000"
 
 
-def redacted(uri: str) -> str:
-    """``uri`` with any user name and password removed (``http://user:pass@host`` →
-    ``http://***@host``); other URIs unchanged."""
-    parts = urlsplit(uri)
-    if "@" not in parts.netloc:
-        return uri
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"***@{host}"))
+# The user part of every URI in a text (``scheme://user:password@``, the last ``@`` before the
+# host), and a ``password`` query parameter's value.
+_USER_INFO = re.compile(r"//[^/?#\s]*@")
+_QUERY_PASSWORD = re.compile(r"(?P<key>[?&]password=)[^&#\s]*")
+
+
+def redacted(text: str) -> str:
+    """``text`` safe to log, show or store: the user part of every URI in it and any
+    ``password`` query parameter replaced by ``***`` (``postgresql://***@db/x``,
+    ``http://***@host``, ``...?password=***``); paths and e-mail addresses unchanged."""
+    text = _USER_INFO.sub("//***@", text)
+    return _QUERY_PASSWORD.sub(r"\g<key>***", text)
 
 
 def ui_base(tracking_uri: str) -> str:

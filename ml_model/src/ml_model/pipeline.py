@@ -73,14 +73,16 @@ class LabelEncodedClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[mi
 
 
 def build_encoder(features: FeaturesConfig) -> ColumnTransformer:
-    """Impute + scale numeric columns, impute + one-hot categorical ones, dense output."""
+    """Impute (unless ``none``, optionally adding missing indicators) + scale numeric columns,
+    impute + one-hot categorical ones, dense output."""
     scaler = StandardScaler() if features.scaling == "standardize" else MinMaxScaler()
-    numeric = Pipeline(
-        [
-            (IMPUTE, SimpleImputer(strategy=features.numeric_imputation)),
-            (SCALE, scaler),
-        ]
-    )
+    numeric_steps: list[tuple[str, Any]] = [(SCALE, scaler)]  # scalers keep NaN as NaN
+    if features.numeric_imputation != "none":
+        imputer = SimpleImputer(
+            strategy=features.numeric_imputation, add_indicator=features.missing_indicator
+        )
+        numeric_steps.insert(0, (IMPUTE, imputer))
+    numeric = Pipeline(numeric_steps)
     categorical = Pipeline(
         [
             (

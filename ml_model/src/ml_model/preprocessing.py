@@ -111,11 +111,24 @@ Converted = TypeVar("Converted", np.ndarray, np.ndarray | None)
 
 def _numeric_column(series: pd.Series) -> pd.Series:
     """A numeric column at transform time: float64, unparseable values missing."""
-    series = _clean_column(series)
-    numeric = _to_numeric(series)
+    return _read_numbers(_clean_column(series))
+
+
+def _read_numbers(cleaned: pd.Series) -> pd.Series:
+    """A cleaned column as float64, unparseable values missing."""
+    numeric = _to_numeric(cleaned)
     if numeric is not None:
         return numeric
-    return pd.to_numeric(series, errors="coerce").astype("float64")
+    return pd.to_numeric(cleaned, errors="coerce").astype("float64")
+
+
+def _unparsed(series: pd.Series) -> np.ndarray:
+    """Per cell of the column read as numeric: 1.0 where a value is present but does not
+    parse (so it becomes missing), 0.0 where it parses, NaN where the cell is missing."""
+    cleaned = _clean_column(series)
+    failed = _read_numbers(cleaned).isna().to_numpy(dtype=np.float64)
+    failed[cleaned.isna().to_numpy()] = np.nan
+    return failed
 
 
 def _categorical_column(series: pd.Series) -> pd.Series:
@@ -194,22 +207,82 @@ def _per_distinct(convert: Callable[[pd.Series], Converted], series: pd.Series) 
     return np.append(converted, np.nan)[codes]
 
 
+# A column is numeric when at least this share of its present values parse as numbers, and it
+# has at least this many present values; the rest of its cells become missing (and are counted).
+MOSTLY_NUMERIC_SHARE = 0.95
+MOSTLY_NUMERIC_MIN_VALUES = 50
+TEXT_KINDS = frozenset({"string", "mixed", "mixed-integer"})  # columns that may hold such text
+
+
+def _unparsed_count(series: pd.Series) -> int:
+    """How many present cells of ``series`` do not parse as numbers."""
+    return int(np.nansum(_per_distinct(_unparsed, series)))
+
+
+def unparsed_counts(frame: pd.DataFrame, schema: FeatureSchema) -> dict[str, int]:
+    """Per numeric column of ``schema`` in ``frame`` with any, the count of present cells that
+    do not parse as numbers (``clean_frame`` makes them missing)."""
+    counts = {str(name): _unparsed_count(frame[name]) for name in schema.numeric if name in frame}
+    return {name: count for name, count in counts.items() if count}
+
+
+def _mostly_numeric(series: pd.Series) -> int | None:
+    """The count of present cells that do not parse as numbers, when the column is numeric by
+    ``MOSTLY_NUMERIC_SHARE`` and ``MOSTLY_NUMERIC_MIN_VALUES``; else None."""
+    values_of = series.cat.categories if isinstance(series.dtype, pd.CategoricalDtype) else series
+    if pd.api.types.infer_dtype(values_of, skipna=True) not in TEXT_KINDS:
+        return None  # dates and the like: pandas would read them as numbers
+    present = int(series.notna().sum())  # before cleaning: an upper bound
+    if present < MOSTLY_NUMERIC_MIN_VALUES:
+        return None
+    allowed = int(present * (1 - MOSTLY_NUMERIC_SHARE))
+    # Text columns fail on their first few values: spare them the whole column's parse.
+    if np.nansum(_unparsed(series[series.notna()].iloc[: allowed + 1])) > allowed:
+        return None
+    failed = _per_distinct(_unparsed, series)
+    values = int(np.count_nonzero(~np.isnan(failed)))
+    unparsed = int(np.nansum(failed))
+    if values < MOSTLY_NUMERIC_MIN_VALUES or values - unparsed < MOSTLY_NUMERIC_SHARE * values:
+        return None
+    return unparsed
+
+
+def infer_schema_and_unparsed(
+    frame: pd.DataFrame, numeric: Sequence[str] = (), categorical: Sequence[str] = ()
+) -> tuple[FeatureSchema, dict[str, int]]:
+    """The schema (see ``infer_schema``) and, per numeric column with any, the count of present
+    cells that do not parse as numbers (they become missing at transform time)."""
+    numeric_cols, categorical_cols, unparsed = [], [], {}
+    for name in frame.columns:
+        column, count = frame[name], None
+        if name in categorical:
+            categorical_cols.append(name)
+            continue
+        if name in numeric:
+            count = _unparsed_count(column)
+        elif _per_distinct(_parsed_numeric, column) is not None:
+            count = 0
+        else:
+            count = _mostly_numeric(column)
+        if count is None:
+            categorical_cols.append(name)
+            continue
+        numeric_cols.append(name)
+        if count:
+            unparsed[str(name)] = count
+    return FeatureSchema(tuple(numeric_cols), tuple(categorical_cols)), unparsed
+
+
 def infer_schema(
     frame: pd.DataFrame, numeric: Sequence[str] = (), categorical: Sequence[str] = ()
 ) -> FeatureSchema:
-    """Numeric where every present value parses as a number (or boolean), else categorical.
+    """Numeric where every present value parses as a number (or boolean), or where at least
+    ``MOSTLY_NUMERIC_SHARE`` of at least ``MOSTLY_NUMERIC_MIN_VALUES`` present values parse as
+    numbers; else categorical.
 
     Columns listed in ``numeric`` or ``categorical`` are forced to that kind.
     """
-    numeric_cols, categorical_cols = [], []
-    for name in frame.columns:
-        if name in categorical:
-            categorical_cols.append(name)
-        elif name in numeric or _per_distinct(_parsed_numeric, frame[name]) is not None:
-            numeric_cols.append(name)
-        else:
-            categorical_cols.append(name)
-    return FeatureSchema(tuple(numeric_cols), tuple(categorical_cols))
+    return infer_schema_and_unparsed(frame, numeric, categorical)[0]
 
 
 def clean_frame(frame: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
@@ -232,6 +305,9 @@ class DataPreprocessor(TransformerMixin, BaseEstimator):  # type: ignore[misc]
     Parameters:
         drop_columns: input columns removed before anything else (identifiers, leaks).
         numeric_columns / categorical_columns: force a column's kind; the others are inferred.
+
+    Learned in ``fit``: ``schema_`` (see ``infer_schema``) and ``unparsed_counts_``, per numeric
+    column with any, the count of present cells that did not parse as numbers.
 
     Behaviour at transform time: extra columns are ignored; a column seen in ``fit`` but absent
     now is added as all-missing (so it gets imputed) with a warning; values that do not parse
@@ -259,7 +335,9 @@ class DataPreprocessor(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
         self.n_features_in_ = frame.shape[1]
         kept = frame.drop(columns=[c for c in self.drop_columns if c in frame.columns])
-        self.schema_ = infer_schema(kept, self.numeric_columns, self.categorical_columns)
+        self.schema_, self.unparsed_counts_ = infer_schema_and_unparsed(
+            kept, self.numeric_columns, self.categorical_columns
+        )
         return self
 
     def transform(self, X: Any) -> pd.DataFrame:

@@ -3,6 +3,7 @@ profile, plots, and the model itself with signature, input example and requireme
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
 import warnings
@@ -24,7 +25,7 @@ from sklearn.pipeline import Pipeline
 
 import ml_model
 from ml_model import plots, tracking
-from ml_model.config import DataConfig, Task, TrainConfig, redact_url
+from ml_model.config import DataConfig, Task, TrainConfig
 from ml_model.links import redacted
 from ml_model.pipeline import (
     SKOPS_TRUSTED_TYPES,
@@ -208,7 +209,7 @@ def sql_dataset_source(data: DataConfig) -> CodeDatasetSource:
     holding the query and the database URL with its password redacted, or the name of the
     environment variable that holds the URL (which is never written anywhere)."""
     where = (
-        {"sql_url": redact_url(data.sql_url)}
+        {"sql_url": redacted(data.sql_url)}
         if data.sql_url is not None
         else {"sql_url_env": str(data.sql_url_env)}
     )
@@ -222,7 +223,10 @@ def log_dataset(frame: pd.DataFrame, schema: FeatureSchema, data: DataConfig) ->
     if data.source is not None:
         source, name = data.source, Path(data.source).stem
     else:
-        source, name = sql_dataset_source(data), "sql-query"
+        # MLflow keeps one dataset per name and digest in an experiment, with the first
+        # source logged: the name tells apart the same rows read from other queries or places
+        source = sql_dataset_source(data)
+        name = f"sql-query-{hashlib.sha256(source.to_json().encode()).hexdigest()[:8]}"
     with warnings.catch_warnings():  # hints about the raw table's dtypes, not the model's
         warnings.simplefilter("ignore", UserWarning)
         digest = dataset_digest(frame)

@@ -15,6 +15,7 @@ import pandas as pd
 import requests
 from mlflow.tracking import MlflowClient
 
+from ml_model.data import ROWS_DROPPED_MISSING_TARGET
 from ml_model.errors import UserError
 from ml_model.links import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, redacted
 from ml_model.preprocessing import FeatureSchema
@@ -141,7 +142,8 @@ def _version(distribution: str) -> str:
 
 def profile(frame: pd.DataFrame, schema: FeatureSchema, target: str) -> dict[str, Any]:
     """Per-column profile of the training table: kind, dtype, missing share, distinct values,
-    numeric summary or top categories."""
+    numeric summary or top categories; ``rows`` used, ``rows_read`` and the rows load_data
+    dropped for a missing target (from the table's attrs)."""
     columns: dict[str, Any] = {}
     for name in frame.columns:
         series = frame[name]
@@ -175,7 +177,13 @@ def profile(frame: pd.DataFrame, schema: FeatureSchema, target: str) -> dict[str
             top = series.astype("object").value_counts().head(10)
             entry["top"] = {str(k): int(v) for k, v in top.items()}
         columns[str(name)] = entry
-    return {"rows": len(frame), "columns": columns}
+    dropped = int(frame.attrs.get(ROWS_DROPPED_MISSING_TARGET, 0))
+    return {
+        "rows": len(frame),
+        "rows_read": len(frame) + dropped,
+        ROWS_DROPPED_MISSING_TARGET: dropped,
+        "columns": columns,
+    }
 
 
 def _finite(value: Any) -> float | None:

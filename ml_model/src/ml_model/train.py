@@ -19,8 +19,8 @@ from mlflow.tracking import MlflowClient
 from sklearn.pipeline import Pipeline
 
 from ml_model import registry, run_logging, tracking
-from ml_model.config import Task, TrainConfig, flatten
-from ml_model.data import load_data
+from ml_model.config import Task, TrainConfig, flatten, public_config_text
+from ml_model.data import ROWS_DROPPED_MISSING_TARGET, load_data
 from ml_model.engine import CompileError, ParityError, check_parity, compile_pipeline
 from ml_model.errors import UserError
 from ml_model.fitting import cross_validate, fit_pipeline, split
@@ -28,6 +28,7 @@ from ml_model.links import redacted
 from ml_model.metrics import baseline_metrics, evaluate, format_metrics, held_out_output, score
 from ml_model.model_io import load_pipeline
 from ml_model.pipeline import build_pipeline, feature_schema, xgboost_model
+from ml_model.preprocessing import unparsed_counts
 from ml_model.progress import stage
 from ml_model.targets import check_cv_folds, check_target, infer_task, promotion_rule
 from ml_model.xgboost_checks import check_device, check_params
@@ -136,11 +137,10 @@ def fit_and_log(
         {**tracking.environment_tags(), "task": str(task), "config_digest": config.digest()}
     )
     mlflow.log_params(flatten(config))
-    mlflow.log_text(
-        yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), "config/resolved.yaml"
-    )
+    mlflow.log_text(yaml.safe_dump(config.public_dump(), sort_keys=False), "config/resolved.yaml")
     with stage("fit", timings):
         fit_pipeline(pipeline, prepared.X_fit, prepared.y_fit, prepared.validation)
+    log_data_contract(prepared.frame, pipeline)
     booster = xgboost_model(pipeline)
     if prepared.validation is not None:
         mlflow.log_metric("best_iteration", booster.best_iteration)
@@ -168,6 +168,39 @@ def fit_and_log(
         mlflow.set_tag("data_digest", run_logging.log_dataset(prepared.frame, schema, data))
         run_logging.log_plots(pipeline, task, prepared.y_test, output)
     return metrics
+
+
+def log_data_contract(frame: pd.DataFrame, pipeline: Pipeline) -> None:
+    """Log and record what the training table went through on its way in: rows dropped for a
+    missing target, the fitted feature schema, and per numeric column the cells of ``frame``
+    that do not parse as numbers (missing to the model). Records metrics
+    ``rows_dropped_missing_target`` and ``unparsed_numeric_cells`` and the artifact
+    ``dataset/schema.json``."""
+    schema = feature_schema(pipeline)
+    unparsed = unparsed_counts(frame, schema)
+    logger.info(
+        "feature schema: numeric %s, categorical %s", list(schema.numeric), list(schema.categorical)
+    )
+    for name, count in unparsed.items():
+        logger.warning(
+            "numeric column '%s': %d cells do not parse as numbers and are treated as missing",
+            name,
+            count,
+        )
+    mlflow.log_metrics(
+        {
+            ROWS_DROPPED_MISSING_TARGET: frame.attrs.get(ROWS_DROPPED_MISSING_TARGET, 0),
+            "unparsed_numeric_cells": sum(unparsed.values()),
+        }
+    )
+    mlflow.log_dict(
+        {
+            "numeric": list(schema.numeric),
+            "categorical": list(schema.categorical),
+            "unparsed_numeric_cells": unparsed,
+        },
+        "dataset/schema.json",
+    )
 
 
 def engine_parity(pipeline: Pipeline, X_test: pd.DataFrame) -> float:
@@ -210,8 +243,12 @@ def train(config: TrainConfig, config_path: Path | None = None) -> TrainResult:
         baseline = baseline_metrics(task, prepared.y_train, prepared.y_test)
         logger.info("trivial baseline on the held-out rows: %s", format_metrics(baseline))
         mlflow.log_metrics({f"baseline_{k}": v for k, v in baseline.items()})
-        if config_path is not None:
-            mlflow.log_artifact(str(config_path), "config")
+        if config_path is not None:  # as written, less any database password
+            public = public_config_text(config_path.read_text())
+            if public is None:
+                mlflow.log_artifact(str(config_path), "config")
+            else:
+                mlflow.log_text(public, f"config/{config_path.name}")
         metrics = fit_and_log(config, prepared, pipeline, timings)
         with stage("check the inference engine", timings):
             mlflow.log_metric(ENGINE_METRIC, engine_parity(pipeline, prepared.X_test))

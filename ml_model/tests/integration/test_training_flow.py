@@ -52,6 +52,17 @@ def test_run_logs_everything_the_ui_shows(
     assert profile["columns"]["sex"]["kind"] == "categorical"
     assert profile["columns"]["sex"]["missing"] > 0
     assert profile["columns"]["year"]["kind"] == "dropped"
+    # the 2 penguins without a body mass: dropped, counted, and in the profile
+    assert metrics["rows_dropped_missing_target"] == 2
+    assert (profile["rows"], profile["rows_read"]) == (342, 344)
+    assert profile["rows_dropped_missing_target"] == 2
+    schema = json.loads(mlflow.artifacts.load_text(f"runs:/{result.run_id}/dataset/schema.json"))
+    assert schema == {
+        "numeric": ["bill_length_mm", "bill_depth_mm", "flipper_length_mm"],
+        "categorical": ["species", "island", "sex"],
+        "unparsed_numeric_cells": {},
+    }
+    assert metrics["unparsed_numeric_cells"] == 0
     config_files = {Path(a.path).name for a in tracking.list_artifacts(result.run_id, "config")}
     assert config_files == {"regression.yaml", "resolved.yaml"}
 

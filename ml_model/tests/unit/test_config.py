@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,14 @@ import pytest
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from ml_model.config import Task, apply_overrides, describe_validation_error, flatten, load_config
+from ml_model.config import (
+    Task,
+    apply_overrides,
+    describe_validation_error,
+    flatten,
+    load_config,
+    public_config_text,
+)
 from ml_model.errors import UserError
 
 MINIMAL = {
@@ -185,3 +193,93 @@ def test_flatten_and_digest_are_stable(tmp_path: Path) -> None:
     assert flat["model.params.max_depth"] == "3"
     assert flat["mlflow.experiment"] == "e"
     assert flat["data.drop_columns"] == "[]"
+
+
+SQL_MINIMAL = {
+    **MINIMAL,
+    "data": {
+        "query": "select * from t",
+        "sql_url": "postgresql://u:s3cret@db:5432/x",
+        "target": "y",
+    },
+}
+
+
+def test_sql_password_is_in_no_param_resolved_config_or_digest(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, SQL_MINIMAL))
+    assert config.data.connection_url == "postgresql://u:s3cret@db:5432/x"  # for connecting only
+    flat = flatten(config)
+    assert flat["data.sql_url"] == "postgresql://***@db:5432/x"
+    assert "s3cret" not in json.dumps(flat)
+    assert config.public_dump()["data"]["sql_url"] == "postgresql://***@db:5432/x"
+    assert "s3cret" not in json.dumps(config.public_dump())
+    rotated = {
+        **SQL_MINIMAL,
+        "data": {**SQL_MINIMAL["data"], "sql_url": "postgresql://u:new@db:5432/x"},
+    }
+    assert load_config(write(tmp_path, rotated)).digest() == config.digest()
+
+
+def test_config_file_text_is_redacted_with_its_comments(tmp_path: Path) -> None:
+    text = "# my config\n" + yaml.safe_dump(SQL_MINIMAL, sort_keys=False)
+    public = public_config_text(text)
+    assert public is not None
+    assert public.startswith("# my config\n")
+    assert "s3cret" not in public
+    assert yaml.safe_load(public)["data"]["sql_url"] == "postgresql://***@db:5432/x"
+    assert public_config_text(yaml.safe_dump(MINIMAL)) is None  # nothing to hide: log as is
+    sql_env = {**MINIMAL, "data": {"query": "select 1", "sql_url_env": "DB_URL", "target": "y"}}
+    assert public_config_text(yaml.safe_dump(sql_env)) is None
+
+
+def test_config_file_with_the_password_elsewhere_is_rewritten_without_it() -> None:
+    text = "# the password is s3cret\n" + yaml.safe_dump(SQL_MINIMAL, sort_keys=False)
+    public = public_config_text(text)
+    assert public is not None
+    assert public.startswith("# rewritten without its comments")
+    assert "s3cret" not in public
+    assert yaml.safe_load(public)["mlflow"] == MINIMAL["mlflow"]
+    assert yaml.safe_load(public)["data"]["sql_url"] == "postgresql://***@db:5432/x"
+
+
+def test_sql_url_from_an_environment_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRAIN_DB_URL", "postgresql://u:s3cret@db/x")
+    raw = {**MINIMAL, "data": {"query": "select 1", "sql_url_env": "TRAIN_DB_URL", "target": "y"}}
+    config = load_config(write(tmp_path, raw))
+    assert config.data.connection_url == "postgresql://u:s3cret@db/x"
+    assert config.data.sql_url is None
+    recorded = json.dumps([flatten(config), config.public_dump(), config.model_dump(mode="json")])
+    assert "s3cret" not in recorded
+    assert "db/x" not in recorded  # the URL is read, never written
+    assert flatten(config)["data.sql_url_env"] == "TRAIN_DB_URL"
+    monkeypatch.delenv("TRAIN_DB_URL")
+    with pytest.raises(UserError) as caught:
+        load_config(write(tmp_path, raw))
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "environment variable TRAIN_DB_URL (data.sql_url_env) is not set" in message
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"query": "q", "sql_url": "sqlite://", "sql_url_env": "X"}, "not both"),
+        ({"source": "a.csv", "sql_url_env": "X"}, "'sql_url_env' only goes with 'query'"),
+        ({"query": "q", "sql_url_env": ""}, "data.sql_url_env:"),
+        ({"query": "q", "sql_url_env": "NOT A NAME"}, "data.sql_url_env:"),
+    ],
+)
+def test_bad_sql_url_env(tmp_path: Path, data: dict, expected: str) -> None:
+    with pytest.raises(UserError) as caught:
+        load_config(write(tmp_path, {**MINIMAL, "data": {**data, "target": "y"}}))
+    assert expected in str(caught.value)
+
+
+def test_missing_indicator_needs_numeric_imputation() -> None:
+    from ml_model.config import FeaturesConfig
+
+    assert FeaturesConfig(numeric_imputation="none").missing_indicator is False
+    with pytest.raises(ValueError, match="missing_indicator needs numeric_imputation"):
+        FeaturesConfig(numeric_imputation="none", missing_indicator=True)

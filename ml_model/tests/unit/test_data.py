@@ -74,3 +74,28 @@ def test_sql_query(tmp_path: Path, penguins_csv: Path) -> None:
         load_data(DataConfig(query="select * from nowhere", sql_url=url, target="species"))
     with pytest.raises(UserError, match=r"invalid data\.sql_url"):
         load_data(DataConfig(query="select 1", sql_url="notadb://x", target="species"))
+
+
+def test_sql_query_with_the_url_in_an_environment_variable(
+    tmp_path: Path, penguins_csv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    engine = sqlalchemy.create_engine(url)
+    pd.read_csv(penguins_csv).to_sql("penguins", engine)
+    engine.dispose()
+    monkeypatch.setenv("PENGUINS_DB_URL", url)
+    config = DataConfig(
+        query="select * from penguins", sql_url_env="PENGUINS_DB_URL", target="species"
+    )
+    frame = load_data(config)
+    assert len(frame) == 344
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["notadb://u:s3cret@x/db", "postgresql//u:s3cret@x/db", "postgresql://u:s3cret@127.0.0.1:1/db"],
+)
+def test_sql_errors_never_show_the_password(url: str) -> None:
+    with pytest.raises(UserError) as caught:
+        load_data(DataConfig(query="select 1", sql_url=url, target="y"))
+    assert "s3cret" not in str(caught.value)

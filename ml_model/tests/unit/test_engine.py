@@ -73,6 +73,32 @@ def test_regression_matches_pipeline(
     assert_same_as_pipeline(fitted)
 
 
+@pytest.mark.parametrize("scaling", ["standardize", "normalize"])
+@pytest.mark.parametrize(
+    ("numeric_imputation", "missing_indicator"),
+    [("none", False), ("median", True), ("most_frequent", True)],
+)
+def test_missing_numbers_left_to_xgboost_or_flagged_match_pipeline(
+    fit: Any, scaling: str, numeric_imputation: str, missing_indicator: bool
+) -> None:
+    fitted = fit(
+        Task.REGRESSION,
+        scaling=scaling,
+        numeric_imputation=numeric_imputation,
+        missing_indicator=missing_indicator,
+    )
+    compiled = assert_same_as_pipeline(fitted, seed=9)
+    assert compiled.numeric is not None
+    assert (compiled.numeric.fill is None) == (numeric_imputation == "none")
+    assert (compiled.numeric.indicators is not None) == missing_indicator
+
+
+@pytest.mark.filterwarnings("ignore:Skipping features without any observed values")
+def test_missing_indicator_of_a_column_empty_in_training(fit: Any) -> None:
+    fitted = fit(Task.REGRESSION, empty_columns=True, missing_indicator=True)
+    assert_same_as_pipeline(fitted, seed=10)
+
+
 @pytest.mark.parametrize("task", [Task.BINARY, Task.MULTICLASS])
 @pytest.mark.parametrize(
     ("scaling", "categorical_imputation"),

@@ -8,16 +8,27 @@ from ml_model import links
 
 
 @pytest.mark.parametrize(
-    ("uri", "shown"),
+    ("text", "shown"),
     [
         ("http://user:s3cret@mlflow:5000", "http://***@mlflow:5000"),
         ("https://token@host/path?x=1", "https://***@host/path?x=1"),
         ("http://mlflow:5000", "http://mlflow:5000"),
+        ("postgresql://u:s3%40cret@db/x?sslmode=require", "postgresql://***@db/x?sslmode=require"),
+        ("postgresql://u:p@ss@db/x", "postgresql://***@db/x"),  # an unescaped @ in a password
+        (
+            "postgresql://u@db/x?sslmode=a&password=s3cret",
+            "postgresql://***@db/x?sslmode=a&password=***",
+        ),
         ("sqlite:////tmp/store/mlflow.db", "sqlite:////tmp/store/mlflow.db"),
+        ("postgresql//u:s3cret@db/x", "postgresql//***@db/x"),  # malformed, still hidden
+        (
+            "at https://u:p@a.example/x and s3://key:secret@bucket/k, not mail@example.org",
+            "at https://***@a.example/x and s3://***@bucket/k, not mail@example.org",
+        ),
     ],
 )
-def test_redacted_hides_credentials_only(uri: str, shown: str) -> None:
-    assert links.redacted(uri) == shown
+def test_redacted_hides_the_user_part_of_every_uri(text: str, shown: str) -> None:
+    assert links.redacted(text) == shown
 
 
 def test_ui_base_is_the_server_without_credentials_or_the_demo_address() -> None:

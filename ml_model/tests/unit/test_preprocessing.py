@@ -1,14 +1,21 @@
 """DataPreprocessor: the scikit-learn contract, dirt normalization, and predict-time surprises."""
 
+import logging
 import warnings
+from pathlib import Path
 from typing import Any
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import clone
+from sklearn.pipeline import Pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from ml_model import train
+from ml_model.data import ROWS_DROPPED_MISSING_TARGET
+from ml_model.pipeline import PREPROCESS
 from ml_model.preprocessing import (
     PER_DISTINCT_MIN_ROWS,
     DataPreprocessor,
@@ -19,6 +26,7 @@ from ml_model.preprocessing import (
     _numeric_values,
     _parsed_numeric,
     _per_distinct,
+    _unparsed,
     infer_schema,
 )
 
@@ -98,6 +106,75 @@ def test_infer_schema_respects_overrides() -> None:
     forced = infer_schema(frame, numeric=["b"], categorical=["a"])
     assert forced.numeric == ("b", "c")
     assert forced.categorical == ("a",)
+
+
+def _mostly_numbers(rows: int, bad: list[object]) -> pd.Series:
+    """Numeric text with a few cells that are not numbers at the end."""
+    return pd.Series([f" {i * 1.5} " for i in range(rows - len(bad))] + bad, dtype=object)
+
+
+def test_a_mostly_numeric_column_is_numeric_and_its_unparsed_cells_are_counted() -> None:
+    bad: list[object] = ["n/a", "?", "n/a", None, " "]  # 3 unparseable, 2 missing
+    frame = pd.DataFrame(
+        {
+            "amount": _mostly_numbers(100, bad),
+            "words": pd.Series(["a", "b"] * 50),
+            "half": _mostly_numbers(100, ["x"] * 50),
+            "short": _mostly_numbers(40, ["x"]).reindex(range(100)),  # 40 values: too few
+            "clean": np.arange(100.0),
+            "when": pd.date_range("2024-01-01", periods=100),  # pandas reads dates as numbers
+        }
+    )
+    step = DataPreprocessor().fit(frame)
+    assert step.schema_.numeric == ("amount", "clean")
+    assert step.schema_.categorical == ("words", "half", "short", "when")
+    assert step.unparsed_counts_ == {"amount": 3}
+    out = step.transform(frame)
+    assert out["amount"].iloc[:95].tolist() == [i * 1.5 for i in range(95)]
+    assert out["amount"].iloc[95:].isna().all()
+    assert infer_schema(frame).numeric == ("amount", "clean")
+
+
+@pytest.mark.parametrize("dtype", [object, "str", "category"])
+def test_unparsed_cells_are_counted_in_every_text_dtype(dtype: object) -> None:
+    frame = pd.DataFrame({"amount": _mostly_numbers(200, ["n/a"] * 4 + ["-"] * 3)})
+    step = DataPreprocessor().fit(frame.astype(dtype))
+    assert step.schema_.numeric == ("amount",)
+    assert step.unparsed_counts_ == {"amount": 7}
+
+
+def test_forced_kinds_stay_and_forced_numeric_columns_count_unparsed_cells() -> None:
+    frame = pd.DataFrame(
+        {"zip": _mostly_numbers(100, ["n/a"]), "score": _mostly_numbers(10, ["x", "y"])}
+    )
+    step = DataPreprocessor(categorical_columns=("zip",), numeric_columns=("score",)).fit(frame)
+    assert step.schema_ == FeatureSchema(numeric=("score",), categorical=("zip",))
+    assert step.unparsed_counts_ == {"score": 2}
+
+
+def test_train_logs_and_records_the_schema_and_unparsed_cells(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    frame = pd.DataFrame({"amount": _mostly_numbers(100, ["n/a"] * 3), "city": ["a", "b"] * 50})
+    frame.attrs[ROWS_DROPPED_MISSING_TARGET] = 4
+    # fitted on rows without the bad cells: they are counted in the whole table all the same
+    pipeline = Pipeline([(PREPROCESS, DataPreprocessor().fit(frame.iloc[:80]))])
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        with mlflow.start_run() as run, caplog.at_level(logging.INFO, logger="ml_model"):
+            train.log_data_contract(frame, pipeline)
+        metrics = mlflow.get_run(run.info.run_id).data.metrics
+        schema = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/dataset/schema.json")
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert "feature schema: numeric ['amount'], categorical ['city']" in caplog.text
+    assert "numeric column 'amount': 3 cells do not parse as numbers" in caplog.text
+    assert metrics == {"rows_dropped_missing_target": 4, "unparsed_numeric_cells": 3}
+    assert schema == {
+        "numeric": ["amount"],
+        "categorical": ["city"],
+        "unparsed_numeric_cells": {"amount": 3},
+    }
 
 
 def test_clone_keeps_params_and_drops_state(dirty: pd.DataFrame) -> None:
@@ -235,7 +312,9 @@ def test_fast_paths_give_the_general_paths_values(rows: int) -> None:
         _assert_same_outcomes(_outcome(_categorical_values, series), general)
 
 
-@pytest.mark.parametrize("convert", [_numeric_values, _categorical_values, _parsed_numeric])
+@pytest.mark.parametrize(
+    "convert", [_numeric_values, _categorical_values, _parsed_numeric, _unparsed]
+)
 def test_per_distinct_values_match_cell_by_cell_conversion(convert: Any) -> None:
     rows = PER_DISTINCT_MIN_ROWS * 2
     for series in _dirty_columns(rows, seed=5).values():

@@ -43,23 +43,20 @@ def _step(pipeline: Any, name: str, kind: type) -> Any:
     return steps[name]
 
 
-def _imputer(transformer: Any) -> tuple[Any, np.ndarray]:
-    """The SimpleImputer at the head of a column pipeline, and which of its columns it keeps
-    (one that was entirely missing in training is dropped unless ``keep_empty_features``)."""
-    imputer = transformer.steps[0][1]
+def _imputer(imputer: Any, indicator_allowed: bool = False) -> np.ndarray:
+    """Check a SimpleImputer the engine mirrors; which of its columns it keeps (one that was
+    entirely missing in training is dropped unless ``keep_empty_features``)."""
     if not isinstance(imputer, SimpleImputer):
         raise CompileError(f"column step {type(imputer).__name__} is not a SimpleImputer")
-    if imputer.add_indicator:
-        raise CompileError("SimpleImputer(add_indicator=True) is not supported")
+    if imputer.add_indicator and not indicator_allowed:
+        raise CompileError("SimpleImputer(add_indicator=True) is supported on numbers only")
     missing_values = imputer.missing_values
     if not (isinstance(missing_values, float) and np.isnan(missing_values)):
         raise CompileError(f"SimpleImputer(missing_values={missing_values!r}) is not supported")
     statistics = np.asarray(imputer.statistics_)
     if imputer.keep_empty_features:
-        keep = np.ones(len(statistics), dtype=bool)
-    else:
-        keep = np.array([not _is_nan(v) for v in statistics], dtype=bool)
-    return imputer, keep
+        return np.ones(len(statistics), dtype=bool)
+    return np.array([not _is_nan(v) for v in statistics], dtype=bool)
 
 
 def _is_nan(value: Any) -> bool:
@@ -69,13 +66,20 @@ def _is_nan(value: Any) -> bool:
 def _numeric_block(
     transformer: Any, columns: Sequence[str], start: int, width: int, order: Sequence[str]
 ) -> NumericBlock:
-    """``order``: the numeric columns of the engine's input."""
-    if len(transformer.steps) != 2:
-        raise CompileError("numeric columns need exactly impute → scale")
-    imputer, keep = _imputer(transformer)
-    names = tuple(c for c, k in zip(columns, keep, strict=True) if k)
-    fill = np.asarray(imputer.statistics_, dtype=np.float64)[keep]
-    scaler = transformer.steps[1][1]
+    """``order``: the numeric columns of the engine's input. The column pipeline is [impute →]
+    scale; the imputer may append missing indicators, which the scaler scales too."""
+    *head, (_, scaler) = transformer.steps
+    if len(head) > 1:
+        raise CompileError("numeric columns need [impute →] scale")
+    names, fill, indicators = tuple(columns), None, None
+    if head:
+        imputer = head[0][1]
+        keep = _imputer(imputer, indicator_allowed=True)
+        names = tuple(c for c, k in zip(columns, keep, strict=True) if k)
+        fill = np.asarray(imputer.statistics_, dtype=np.float64)[keep]
+        if imputer.add_indicator:
+            flagged = [columns[i] for i in imputer.indicator_.features_]
+            indicators = np.array([list(order).index(n) for n in flagged], dtype=np.intp)
     subtract = divide = multiply = add = None
     clip = None
     if isinstance(scaler, StandardScaler):
@@ -88,10 +92,13 @@ def _numeric_block(
             clip = (float(scaler.feature_range[0]), float(scaler.feature_range[1]))
     else:
         raise CompileError(f"numeric scaler {type(scaler).__name__} is not supported")
-    if width != len(names):
-        raise CompileError(f"numeric block writes {width} columns for {len(names)} inputs")
+    written = len(names) + (0 if indicators is None else len(indicators))
+    if width != written:
+        raise CompileError(f"numeric block writes {width} columns, its steps give {written}")
     inputs = None if names == tuple(order) else np.array([list(order).index(n) for n in names])
-    return NumericBlock(inputs, width, fill, subtract, divide, multiply, add, clip, start)
+    return NumericBlock(
+        inputs, width, fill, indicators, subtract, divide, multiply, add, clip, start
+    )
 
 
 def _categorical_columns(
@@ -100,8 +107,8 @@ def _categorical_columns(
     """``order``: the categorical columns of the engine's input."""
     if len(transformer.steps) != 2:
         raise CompileError("categorical columns need exactly impute → one-hot")
-    imputer, keep = _imputer(transformer)
-    encoder = transformer.steps[1][1]
+    (_, imputer), (_, encoder) = transformer.steps
+    keep = _imputer(imputer)
     if not isinstance(encoder, OneHotEncoder):
         raise CompileError(f"categorical encoder {type(encoder).__name__} is not supported")
     if encoder.drop_idx_ is not None or getattr(encoder, "_infrequent_enabled", False):

@@ -42,11 +42,14 @@ class Columns:
 @dataclass(frozen=True)
 class NumericBlock:
     """Impute + scale the numeric columns ``inputs`` of the input's numeric matrix (None: all
-    of them, in order), written to output columns ``start:start + width``."""
+    of them, in order), written to output columns ``start:start + width``. ``fill`` None: no
+    imputation (missing stays NaN); ``indicators``: input columns whose missingness is appended
+    as 0/1 columns before scaling (SimpleImputer's ``add_indicator``)."""
 
     inputs: np.ndarray | None
     width: int
-    fill: np.ndarray
+    fill: np.ndarray | None
+    indicators: np.ndarray | None
     subtract: np.ndarray | None  # StandardScaler: (x - mean) / scale
     divide: np.ndarray | None
     multiply: np.ndarray | None  # MinMaxScaler: x * scale + min, then optional clip
@@ -57,7 +60,13 @@ class NumericBlock:
     def write(self, columns: Columns, X: np.ndarray) -> None:
         numeric = columns.numeric
         values = numeric if self.inputs is None else numeric[:, self.inputs]
-        values = np.where(np.isnan(values), self.fill, values)
+        if self.fill is not None:
+            values = np.where(np.isnan(values), self.fill, values)
+        else:
+            values = np.array(values, dtype=np.float64)  # scaled in place below
+        if self.indicators is not None:
+            flags = np.isnan(numeric[:, self.indicators]).astype(np.float64)
+            values = np.hstack((values, flags))
         if self.subtract is not None:
             values -= self.subtract
         if self.divide is not None:

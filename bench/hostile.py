@@ -1,0 +1,271 @@
+"""Hostile request bodies against the prediction API: bounded work, and valid traffic unharmed.
+
+    .venv/bin/python -m bench.hostile [--repeats 5] [--load-seconds 10] [--concurrency 8]
+                                      [--hostile-clients 4] [--trees 300] [--train-rows 20000]
+
+(from the repository root; children run ``python -m bench.serving`` from there).
+
+One run trains a regression pipeline into a fresh embedded store (``bench.serving``'s trainer:
+8 numeric and 4 categorical features) and starts ``prediction-api`` (one uvicorn worker,
+uvloop + httptools) on that store. Then, per hostile body, ``--repeats`` times one after the
+other: the status, the time to the full answer (client side, upload included) and the growth
+of the server's resident memory (``VmRSS`` in ``/proc/<pid>/status`` before the first and
+after the last; the peak, ``VmHWM``, is reset before each body). Last, one valid row on
+``/predict`` at ``--concurrency`` for ``--load-seconds``, alone and then while
+``--hostile-clients`` clients post the hostile bodies in turn without pause: its p50 / p99.
+
+Goal (issue: hostile input costs bounded work): each hostile body answered 4xx in < 100 ms
+with < 20 MB RSS growth; valid traffic's p99 unchanged while they run. Everything shares this
+machine's cores: compare within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import serving
+from tools.processes import ServerProcess, environ_without, free_port
+
+PREDICT, INVOCATIONS = "/predict", "/invocations"
+GOAL_MS = 100.0
+GOAL_RSS_MIB = 20.0
+
+
+def hostile_bodies(columns: list[str]) -> dict[str, tuple[str, bytes]]:
+    """Name → (route, body): the issue's bodies and their relatives, 6 to 10 MB each, and some
+    smaller bodies with many bad items."""
+    rows = [dict.fromkeys(columns, "x") for _ in range(10_000)]  # every value of the wrong type
+    return {
+        "1.5M duplicate columns (dataframe_split)": (
+            INVOCATIONS,
+            json.dumps({"dataframe_split": {"columns": ["x"] * 1_500_000, "data": [[]]}}).encode(),
+        ),
+        "one record, 800k unknown keys": (
+            PREDICT,
+            b"{" + b",".join(b'"k%d":1' % i for i in range(800_000)) + b"}",
+        ),
+        "800k keys beside dataframe_records": (
+            INVOCATIONS,
+            b'{"dataframe_records":[{}],'
+            + b",".join(b'"k%d":1' % i for i in range(800_000))
+            + b"}",
+        ),
+        "10,000 rows, every value bad": (PREDICT, json.dumps(rows).encode()),
+        "invalid UTF-8 in a key": (PREDICT, b'{"\xff":1}'),
+    }
+
+
+def rss_kib(pid: int, field: str = "VmRSS") -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} for process {pid}")
+
+
+def reset_peak(pid: int) -> None:
+    """Reset the process's ``VmHWM`` to its current RSS (Linux: ``clear_refs`` value 5)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def post(port: int, path: str, body: bytes) -> tuple[int, float, bytes]:
+    """Status, milliseconds to the full answer and the answer, on a fresh connection."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
+        start = time.perf_counter()
+        connection.request("POST", path, body, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        answer = response.read()
+        return response.status, (time.perf_counter() - start) * 1000, answer
+    finally:
+        connection.close()
+
+
+def measure_body(pid: int, port: int, path: str, body: bytes, repeats: int) -> dict[str, Any]:
+    post(port, path, body)  # warm-up: first-use allocations are not this body's cost
+    before = rss_kib(pid)
+    reset_peak(pid)
+    statuses, times = [], []
+    answer = b""
+    for _ in range(repeats):
+        status, ms, answer = post(port, path, body)
+        statuses.append(status)
+        times.append(ms)
+    detail = json.loads(answer).get("detail", [{}])
+    return {
+        "bytes": len(body),
+        "statuses": sorted(set(statuses)),
+        "ms_median": statistics.median(times),
+        "ms_max": max(times),
+        "rss_growth_mib": (rss_kib(pid) - before) / 1024,
+        "peak_growth_mib": (rss_kib(pid, "VmHWM") - before) / 1024,
+        "answer_bytes": len(answer),
+        "first_problem": detail[0].get("msg", ""),
+        "problems_listed": len(detail),
+    }
+
+
+def valid_load(port: int, body: Path, concurrency: int, seconds: float) -> dict[str, Any]:
+    summary: dict[str, Any] = serving.load(port, PREDICT, body, concurrency, seconds, warmup=1.0)
+    return summary
+
+
+def load_under_attack(
+    port: int, body: Path, args: argparse.Namespace, bodies: list[tuple[str, bytes]]
+) -> tuple[dict[str, Any], dict[int, int]]:
+    """Valid load while ``args.hostile_clients`` threads post the hostile bodies in turn."""
+    stop = threading.Event()
+    statuses: dict[int, int] = {}
+    lock = threading.Lock()
+
+    def attack(offset: int) -> None:
+        turn = offset
+        while not stop.is_set():
+            path, hostile = bodies[turn % len(bodies)]
+            status, _, _ = post(port, path, hostile)
+            with lock:
+                statuses[status] = statuses.get(status, 0) + 1
+            turn += 1
+
+    threads = [
+        threading.Thread(target=attack, args=(i,), daemon=True) for i in range(args.hostile_clients)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        result = valid_load(port, body, args.concurrency, args.load_seconds)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(120)
+    return result, statuses
+
+
+def benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-hostile-") as tmp:
+        work = Path(tmp)
+        home = work / "store"
+        env = environ_without("MLFLOW_", "API_")
+        env.update(ML_MODEL_HOME=str(home), MLFLOW_DISABLE_TELEMETRY="true")
+        print(f"bench: training {args.trees} trees on {args.train_rows} rows", file=sys.stderr)
+        train_args = ["--trees", str(args.trees), "--train-rows", str(args.train_rows)]
+        serving.run_child(["--child", "train", "--work", str(work), *train_args], env)
+        valid = serving.write_bodies(work, 1)["api_one"]
+        columns = list(json.loads(valid.read_text()))
+        port = free_port()
+        api_env = {**env, "API_MODEL_NAME": serving.MODEL, "API_PORT": str(port)}
+        api = ServerProcess(
+            "prediction API", [str(serving.BIN / "prediction-api")], work / "api.log", api_env
+        )
+        try:
+            serving.ready_after(api, f"http://127.0.0.1:{port}/ready", 120)
+            pid = api.popen.pid
+            results: dict[str, Any] = {"rss_start_mib": rss_kib(pid) / 1024, "bodies": {}}
+            bodies = hostile_bodies(columns)
+            for name, (path, body) in bodies.items():
+                print(f"bench: {name}", file=sys.stderr)
+                results["bodies"][name] = {
+                    "path": path,
+                    **measure_body(pid, port, path, body, args.repeats),
+                }
+            print(f"bench: valid load alone, {args.load_seconds:g}s", file=sys.stderr)
+            results["alone"] = valid_load(port, valid, args.concurrency, args.load_seconds)
+            print(f"bench: valid load with {args.hostile_clients} hostile clients", file=sys.stderr)
+            attacked, statuses = load_under_attack(port, valid, args, list(bodies.values()))
+            results["attacked"] = attacked
+            results["hostile_statuses"] = statuses
+            results["rss_end_mib"] = rss_kib(pid) / 1024
+        finally:
+            api.stop()
+    return results
+
+
+def report(results: dict[str, Any], args: argparse.Namespace) -> str:
+    lines = [
+        f"prediction-api, 1 worker; {os.cpu_count()} CPUs shared with the clients; "
+        f"{args.repeats} posts of each body after one warm-up; RSS at start "
+        f"{results['rss_start_mib']:.0f} MiB, at the end {results['rss_end_mib']:.0f} MiB.",
+        "",
+        "| hostile body | route | MB | status | ms (median / max) | RSS growth (MiB) "
+        "| peak over start (MiB) | answer |",
+        "|---|---|---:|---|---:|---:|---:|---|",
+    ]
+    for name, r in results["bodies"].items():
+        statuses = "/".join(map(str, r["statuses"]))
+        lines.append(
+            f"| {name} | {r['path']} | {r['bytes'] / 1e6:.1f} | {statuses} | "
+            f"{r['ms_median']:.1f} / {r['ms_max']:.1f} | {r['rss_growth_mib']:+.1f} | "
+            f"{r['peak_growth_mib']:.0f} | {r['problems_listed']} entries: "
+            f"{r['first_problem'][:70]} |"
+        )
+    alone, attacked = results["alone"], results["attacked"]
+    hostile = sum(results["hostile_statuses"].values())
+    lines += [
+        "",
+        f"| valid one-row /predict, c={args.concurrency}, {args.load_seconds:g}s "
+        "| requests/s | p50 (ms) | p99 (ms) | max (ms) | failed |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for label, r in (
+        ("alone", alone),
+        (f"with {args.hostile_clients} hostile clients ({hostile} bodies answered)", attacked),
+    ):
+        lines.append(
+            f"| {label} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+            f"{r['max_ms']:.1f} | {r['errors']} |"
+        )
+    bodies = results["bodies"].values()
+    checks = [
+        (
+            "every hostile body answered 4xx",
+            all(400 <= s < 500 for r in bodies for s in r["statuses"]),
+        ),
+        (f"each in < {GOAL_MS:g} ms (median)", all(r["ms_median"] < GOAL_MS for r in bodies)),
+        (
+            f"RSS growth < {GOAL_RSS_MIB:g} MiB",
+            all(r["rss_growth_mib"] < GOAL_RSS_MIB for r in bodies),
+        ),
+    ]
+    lines += ["", "| target | met |", "|---|---|"]
+    lines += [f"| {name} | {'yes' if ok else 'NO'} |" for name, ok in checks]
+    statuses = ", ".join(f"{k}: {v}" for k, v in sorted(results["hostile_statuses"].items()))
+    lines.append(f"\nHostile answers during the load: {statuses}.")
+    return "\n".join(lines)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.hostile",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--repeats", type=int, default=5, help="posts of each hostile body")
+    parser.add_argument("--load-seconds", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=8, help="valid-load connections")
+    parser.add_argument("--hostile-clients", type=int, default=4)
+    parser.add_argument("--trees", type=int, default=300)
+    parser.add_argument("--train-rows", type=int, default=20_000)
+    parser.add_argument("--json", type=Path, help="also write the raw results here")
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
+    results = benchmark(args)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    print(report(results, args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
