@@ -7,9 +7,11 @@ step, so a version that took the alias is never removed.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import pandas as pd
@@ -74,7 +76,14 @@ def prepare(config: TrainConfig, timings: dict[str, float]) -> Prepared:
     with stage("load data", timings):
         frame = load_data(data)
     X, y = frame.drop(columns=[data.target]), frame[data.target]
-    logger.info("%d rows x %d feature columns, target '%s'", len(X), X.shape[1], data.target)
+    dropped = [c for c in data.drop_columns if c in X.columns]
+    logger.info(
+        "%d rows x %d feature columns (dropped: %s), target '%s'",
+        len(X),
+        X.shape[1] - len(dropped),
+        ", ".join(dropped) or "none",
+        data.target,
+    )
     task = config.task or infer_task(y)
     check_target(y, task)
     check_device(config.model)
@@ -144,9 +153,7 @@ def fit_and_log(
     booster = xgboost_model(pipeline)
     if prepared.validation is not None:
         mlflow.log_metric("best_iteration", booster.best_iteration)
-    mlflow.log_params(
-        {f"xgboost.{k}": v for k, v in booster.get_xgb_params().items() if v is not None}
-    )
+    mlflow.log_params({f"xgboost.{k}": v for k, v in effective_params(booster).items()})
     with stage("evaluate", timings):
         output = held_out_output(task, pipeline, prepared.X_test)
         metrics = score(task, pipeline, prepared.y_test, output)
@@ -168,6 +175,17 @@ def fit_and_log(
         mlflow.set_tag("data_digest", run_logging.log_dataset(prepared.frame, schema, data))
         run_logging.log_plots(pipeline, task, prepared.y_test, output)
     return metrics
+
+
+def effective_params(model: Any) -> dict[str, Any]:
+    """Every XGBoost parameter the fitted ``model`` trained with: the ones set, XGBoost's own
+    defaults for the tree parameters left unset (as its learner reports them), and
+    ``n_estimators``, the rounds actually trained."""
+    learner = json.loads(model.get_booster().save_config())["learner"]["gradient_booster"]
+    tree = learner.get("tree_train_param") or learner.get("gbtree", {}).get("tree_train_param", {})
+    params = {k: tree.get(k) if v is None else v for k, v in model.get_xgb_params().items()}
+    params["n_estimators"] = model.get_booster().num_boosted_rounds()
+    return {k: v for k, v in params.items() if v is not None}
 
 
 def log_data_contract(frame: pd.DataFrame, pipeline: Pipeline) -> None:

@@ -30,6 +30,9 @@ def test_run_logs_everything_the_ui_shows(
     assert params["data.target"] == "body_mass_g"
     assert params["model.params.max_depth"] == "3"
     assert params["xgboost.max_depth"] == "3"  # resolved XGBoost params
+    assert params["xgboost.reg_lambda"] == "1"  # left unset: XGBoost's default, as it trained
+    rounds = min(400, int(metrics["best_iteration"]) + 1 + 10)  # early stopping waits 10 rounds
+    assert int(params["xgboost.n_estimators"]) == rounds
     assert {"test_rmse", "test_mae", "test_r2", "cv_rmse_mean", "cv_rmse_std"} <= set(metrics)
     assert 0 < metrics["best_iteration"] < 400
     assert metrics["test_r2"] > 0.7
