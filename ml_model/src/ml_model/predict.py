@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import pandas as pd
 import pyarrow as pa
@@ -49,9 +49,14 @@ class ScoreResult:
     report: InputReport  # cells scored as missing or as no known category, per column
 
 
+def output_columns(compiled: CompiledModel) -> list[str]:
+    """The columns scoring adds: ``prediction``, then ``probability_<class>`` per class."""
+    return [PREDICTION, *(f"probability_{label}" for label in compiled.classes or ())]
+
+
 def check_columns(compiled: CompiledModel, frame: pd.DataFrame, allow_missing: bool) -> None:
     """Refuse input that lacks some of the model's columns, naming them, unless allowed (they
-    are then scored as missing, with a warning)."""
+    are then scored as missing, with a warning), or that already has a column scoring adds."""
     missing = [c for c in compiled.schema.columns if c not in frame.columns]
     if missing and not allow_missing:
         raise UserError(
@@ -59,23 +64,22 @@ def check_columns(compiled: CompiledModel, frame: pd.DataFrame, allow_missing: b
             "check its separator and header, or pass --allow-missing-columns to score them "
             "as missing"
         )
+    clashing = [c for c in output_columns(compiled) if c in frame.columns]
+    if clashing:
+        raise UserError(f"the input already has columns named {clashing}; rename them to score")
 
 
 def score(compiled: CompiledModel, frame: pd.DataFrame, report: InputReport) -> pd.DataFrame:
-    """The input rows with a ``prediction`` column, plus ``probability_<class>`` columns for
-    classifiers; what the engine could not use is added to ``report``."""
+    """The input rows with the ``output_columns``; what the engine could not use is added to
+    ``report``."""
     typed = compiled.columns(frame)
     prediction = compiled.predict(typed)
     report.merge(input_report(compiled, frame, typed))
-    columns: dict[str, Any] = {PREDICTION: prediction.values}
-    if compiled.classes is not None and prediction.probabilities is not None:
-        for position, label in enumerate(compiled.classes):
-            columns[f"probability_{label}"] = prediction.probabilities[:, position]
-    added = pd.DataFrame(columns, index=frame.index)
-    clashing = [c for c in added.columns if c in frame.columns]
-    if clashing:
-        raise UserError(f"the input already has columns named {clashing}; rename them to score")
-    return pd.concat([frame, added], axis=1)
+    values = [prediction.values]
+    if prediction.probabilities is not None:
+        values.extend(prediction.probabilities.T)
+    added = dict(zip(output_columns(compiled), values, strict=True))
+    return pd.concat([frame, pd.DataFrame(added, index=frame.index)], axis=1)
 
 
 def read_chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:

@@ -226,51 +226,23 @@ def unparsed_counts(frame: pd.DataFrame, schema: FeatureSchema) -> dict[str, int
     return {name: count for name, count in counts.items() if count}
 
 
-def _mostly_numeric(series: pd.Series) -> int | None:
-    """The count of present cells that do not parse as numbers, when the column is numeric by
-    ``MOSTLY_NUMERIC_SHARE`` and ``MOSTLY_NUMERIC_MIN_VALUES``; else None."""
+def _mostly_numeric(series: pd.Series) -> bool:
+    """Whether a text column is numeric by ``MOSTLY_NUMERIC_SHARE`` and
+    ``MOSTLY_NUMERIC_MIN_VALUES`` (its other cells become missing)."""
     values_of = series.cat.categories if isinstance(series.dtype, pd.CategoricalDtype) else series
     if pd.api.types.infer_dtype(values_of, skipna=True) not in TEXT_KINDS:
-        return None  # dates and the like: pandas would read them as numbers
+        return False  # dates and the like: pandas would read them as numbers
     present = int(series.notna().sum())  # before cleaning: an upper bound
     if present < MOSTLY_NUMERIC_MIN_VALUES:
-        return None
+        return False
     allowed = int(present * (1 - MOSTLY_NUMERIC_SHARE))
     # Text columns fail on their first few values: spare them the whole column's parse.
     if np.nansum(_unparsed(series[series.notna()].iloc[: allowed + 1])) > allowed:
-        return None
+        return False
     failed = _per_distinct(_unparsed, series)
     values = int(np.count_nonzero(~np.isnan(failed)))
-    unparsed = int(np.nansum(failed))
-    if values < MOSTLY_NUMERIC_MIN_VALUES or values - unparsed < MOSTLY_NUMERIC_SHARE * values:
-        return None
-    return unparsed
-
-
-def infer_schema_and_unparsed(
-    frame: pd.DataFrame, numeric: Sequence[str] = (), categorical: Sequence[str] = ()
-) -> tuple[FeatureSchema, dict[str, int]]:
-    """The schema (see ``infer_schema``) and, per numeric column with any, the count of present
-    cells that do not parse as numbers (they become missing at transform time)."""
-    numeric_cols, categorical_cols, unparsed = [], [], {}
-    for name in frame.columns:
-        column, count = frame[name], None
-        if name in categorical:
-            categorical_cols.append(name)
-            continue
-        if name in numeric:
-            count = _unparsed_count(column)
-        elif _per_distinct(_parsed_numeric, column) is not None:
-            count = 0
-        else:
-            count = _mostly_numeric(column)
-        if count is None:
-            categorical_cols.append(name)
-            continue
-        numeric_cols.append(name)
-        if count:
-            unparsed[str(name)] = count
-    return FeatureSchema(tuple(numeric_cols), tuple(categorical_cols)), unparsed
+    parsed = values - int(np.nansum(failed))
+    return values >= MOSTLY_NUMERIC_MIN_VALUES and parsed >= MOSTLY_NUMERIC_SHARE * values
 
 
 def infer_schema(
@@ -278,11 +250,24 @@ def infer_schema(
 ) -> FeatureSchema:
     """Numeric where every present value parses as a number (or boolean), or where at least
     ``MOSTLY_NUMERIC_SHARE`` of at least ``MOSTLY_NUMERIC_MIN_VALUES`` present values parse as
-    numbers; else categorical.
+    numbers (``unparsed_counts`` counts the others); else categorical.
 
     Columns listed in ``numeric`` or ``categorical`` are forced to that kind.
     """
-    return infer_schema_and_unparsed(frame, numeric, categorical)[0]
+    numeric_cols, categorical_cols = [], []
+    for name in frame.columns:
+        column = frame[name]
+        if name in categorical:
+            categorical_cols.append(name)
+        elif (
+            name in numeric
+            or _per_distinct(_parsed_numeric, column) is not None
+            or _mostly_numeric(column)
+        ):
+            numeric_cols.append(name)
+        else:
+            categorical_cols.append(name)
+    return FeatureSchema(tuple(numeric_cols), tuple(categorical_cols))
 
 
 def clean_frame(frame: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
@@ -306,8 +291,8 @@ class DataPreprocessor(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         drop_columns: input columns removed before anything else (identifiers, leaks).
         numeric_columns / categorical_columns: force a column's kind; the others are inferred.
 
-    Learned in ``fit``: ``schema_`` (see ``infer_schema``) and ``unparsed_counts_``, per numeric
-    column with any, the count of present cells that did not parse as numbers.
+    Learned in ``fit``: ``schema_`` (see ``infer_schema``; ``unparsed_counts`` counts the cells
+    of a numeric column that do not parse as numbers).
 
     Behaviour at transform time: extra columns are ignored; a column seen in ``fit`` but absent
     now is added as all-missing (so it gets imputed) with a warning; values that do not parse
@@ -335,9 +320,7 @@ class DataPreprocessor(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
         self.n_features_in_ = frame.shape[1]
         kept = frame.drop(columns=[c for c in self.drop_columns if c in frame.columns])
-        self.schema_, self.unparsed_counts_ = infer_schema_and_unparsed(
-            kept, self.numeric_columns, self.categorical_columns
-        )
+        self.schema_ = infer_schema(kept, self.numeric_columns, self.categorical_columns)
         return self
 
     def transform(self, X: Any) -> pd.DataFrame:

@@ -28,6 +28,7 @@ from ml_model.preprocessing import (
     _per_distinct,
     _unparsed,
     infer_schema,
+    unparsed_counts,
 )
 
 # transform returns a DataFrame (typed columns drive the ColumnTransformer's selectors) whose
@@ -128,7 +129,7 @@ def test_a_mostly_numeric_column_is_numeric_and_its_unparsed_cells_are_counted()
     step = DataPreprocessor().fit(frame)
     assert step.schema_.numeric == ("amount", "clean")
     assert step.schema_.categorical == ("words", "half", "short", "when")
-    assert step.unparsed_counts_ == {"amount": 3}
+    assert unparsed_counts(frame, step.schema_) == {"amount": 3}
     out = step.transform(frame)
     assert out["amount"].iloc[:95].tolist() == [i * 1.5 for i in range(95)]
     assert out["amount"].iloc[95:].isna().all()
@@ -138,9 +139,10 @@ def test_a_mostly_numeric_column_is_numeric_and_its_unparsed_cells_are_counted()
 @pytest.mark.parametrize("dtype", [object, "str", "category"])
 def test_unparsed_cells_are_counted_in_every_text_dtype(dtype: object) -> None:
     frame = pd.DataFrame({"amount": _mostly_numbers(200, ["n/a"] * 4 + ["-"] * 3)})
-    step = DataPreprocessor().fit(frame.astype(dtype))
+    typed = frame.astype(dtype)
+    step = DataPreprocessor().fit(typed)
     assert step.schema_.numeric == ("amount",)
-    assert step.unparsed_counts_ == {"amount": 7}
+    assert unparsed_counts(typed, step.schema_) == {"amount": 7}
 
 
 def test_forced_kinds_stay_and_forced_numeric_columns_count_unparsed_cells() -> None:
@@ -149,7 +151,7 @@ def test_forced_kinds_stay_and_forced_numeric_columns_count_unparsed_cells() -> 
     )
     step = DataPreprocessor(categorical_columns=("zip",), numeric_columns=("score",)).fit(frame)
     assert step.schema_ == FeatureSchema(numeric=("score",), categorical=("zip",))
-    assert step.unparsed_counts_ == {"score": 2}
+    assert unparsed_counts(frame, step.schema_) == {"score": 2}
 
 
 def test_train_logs_and_records_the_schema_and_unparsed_cells(

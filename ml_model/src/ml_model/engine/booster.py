@@ -33,20 +33,17 @@ class UnsupportedBoosterError(ValueError):
         self.parameter = parameter
 
 
-def booster_objective(booster: Any) -> str:
-    """The objective a trained booster predicts with."""
-    return str(json.loads(booster.save_config())["learner"]["objective"]["name"])
-
-
-def check_servable(model: Any, classifier: bool) -> None:
-    """Refuse a fitted XGBoost model whose booster or (classifier) objective the engine does
-    not serve, naming the parameter."""
+def check_servable(model: Any, classifier: bool) -> str:
+    """The objective of a fitted XGBoost model the engine serves; UnsupportedBoosterError,
+    naming the parameter, for a booster or (classifier) objective it does not serve."""
     kind = getattr(model, "booster", None) or "gbtree"
     if kind not in SERVED_BOOSTERS:
         raise UnsupportedBoosterError("booster", kind, SERVED_BOOSTERS)
-    name = booster_objective(model.get_booster())
-    if classifier and name not in SERVED_CLASSIFIER_OBJECTIVES:
-        raise UnsupportedBoosterError("objective", name, SERVED_CLASSIFIER_OBJECTIVES)
+    config = json.loads(model.get_booster().save_config())
+    objective = str(config["learner"]["objective"]["name"])
+    if classifier and objective not in SERVED_CLASSIFIER_OBJECTIVES:
+        raise UnsupportedBoosterError("objective", objective, SERVED_CLASSIFIER_OBJECTIVES)
+    return objective
 
 
 def threaded_booster(model: Any, threads: int) -> tuple[Any, tuple[int, int]]:

@@ -15,7 +15,6 @@ from xgboost import XGBClassifier
 from ml_model.engine.booster import (
     BoosterCall,
     UnsupportedBoosterError,
-    booster_objective,
     check_servable,
     threaded_booster,
 )
@@ -180,11 +179,10 @@ def compile_pipeline(pipeline: Pipeline, threads: int = 1) -> CompiledModel:
     )
     model, classes = _final_model(pipeline)
     try:
-        check_servable(model, classifier=classes is not None)
+        objective = check_servable(model, classifier=classes is not None)
     except UnsupportedBoosterError as exc:
         raise CompileError(str(exc)) from None
     booster, iteration_range = threaded_booster(model, threads)
-    objective = booster_objective(booster)
     if classes is not None and objective == "binary:logistic" and len(classes) != 2:
         raise CompileError(f"binary objective with {len(classes)} classes")
     if booster.num_features() != width:
@@ -196,6 +194,5 @@ def compile_pipeline(pipeline: Pipeline, threads: int = 1) -> CompiledModel:
         numeric=numeric,
         categorical=tuple(categorical),
         booster=BoosterCall(booster, iteration_range, float(getattr(model, "missing", np.nan))),
-        objective=objective,
         classes=classes,
     )

@@ -127,7 +127,6 @@ class CompiledModel:
     numeric: NumericBlock | None
     categorical: tuple[CategoricalColumn, ...]
     booster: BoosterCall
-    objective: str
     classes: tuple[Any, ...] | None  # labels in probability-column order; None: regression
 
     @property

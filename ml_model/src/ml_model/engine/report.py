@@ -51,8 +51,9 @@ class InputReport:
 
 
 def input_report(compiled: CompiledModel, frame: pd.DataFrame, columns: Columns) -> InputReport:
-    """Count the cells of the raw ``frame`` that ``columns`` (the engine's view of it) could not
-    use: present but no number, or a category the model never saw."""
+    """Count the cells of the raw ``frame`` that ``columns`` (the engine's view of it, from
+    ``CompiledModel.columns``) could not use: present but no number, or a category the model
+    never saw."""
     report = InputReport()
     for position, name in enumerate(compiled.schema.numeric):
         raw = frame.get(name)
@@ -61,10 +62,8 @@ def input_report(compiled: CompiledModel, frame: pd.DataFrame, columns: Columns)
         text = raw.astype("string").str.strip()
         present = (text.notna() & text.ne("")).to_numpy(dtype=bool)
         report.count(report.unparsed, name, raw[present & np.isnan(columns.numeric[:, position])])
-    for column in compiled.categorical:
+    for column in compiled.categorical:  # cleaned: trimmed strings, or NaN for missing
         values = pd.Series(columns.categorical[column.position], dtype=object)
-        strings = values.map(lambda value: value.__class__ is str)
-        text = values.where(strings).astype("string").str.strip()
-        known = text.isin(list(column.lookup)) | text.isna() | text.eq("")
-        report.count(report.unseen, column.name, text[~known.to_numpy(dtype=bool)])
+        unseen = values.notna() & ~values.isin(column.lookup.keys())
+        report.count(report.unseen, column.name, values[unseen])
     return report
