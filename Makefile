@@ -41,7 +41,7 @@ setup: install ## Everything `make test` needs: the venv and each ring's system 
 install: ## Create .venv with every workspace member and the dev tools, exactly as uv.lock says
 	@command -v uv >/dev/null || python3 -m uv --version >/dev/null 2>&1 || \
 		python3 -m pip install --quiet "uv==$(UV_VERSION)"
-	$(UV) sync --locked --all-packages --extra cpu
+	$(UV) sync --locked --all-packages --extra cpu --extra spark
 
 lint: ## Hygiene hooks, ruff (lint + format check) and the uv.lock check, as pre-commit runs them
 	SKIP=mypy $(VENV)/bin/pre-commit run --all-files --show-diff-on-failure
