@@ -24,7 +24,7 @@ define ring
 endef
 
 .PHONY: help setup install lint typecheck test test-unit test-integration demo demo-check e2e \
-	bench-train bench-serving bench-pipeline bench-engine bench-hostile compose-config clean
+	bench-train bench-serving bench-pipeline bench-engine bench-hostile bench-monitoring compose-config clean
 
 # Every target that runs the project's environment creates it first, so each works on a fresh
 # clone by itself (uv sync takes well under a second when .venv is current).
@@ -83,6 +83,17 @@ bench-engine: ## Batch inference: the engine vs pipeline.predict on 1M rows; ml-
 
 bench-hostile: ## Hostile request bodies: status, time and memory per body, valid traffic's p99
 	$(PY) -m bench.hostile
+
+.PHONY: bench-startup
+bench-startup: install
+bench-startup: ## Time to a target typo's error vs `import mlflow, xgboost`
+	$(PY) -m bench.startup
+
+bench-spark: install ## Batch scoring: ml-model score on a Spark cluster vs spark_udf, per core vs the engine
+	$(PY) -m bench.spark
+
+bench-monitoring: install ## Prediction log's cost: one-row /predict latency, log on vs off
+	$(PY) -m bench.monitoring
 
 clean: ## Remove local stores, caches and build outputs (keeps .venv)
 	rm -rf .mlops mlruns mlartifacts .test-artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,8 @@
-"""Training time and peak memory: the full ``ml-model train`` path vs. plain XGBoost.
+"""Training time and peak memory: the full ``ml-model train`` path vs. plain XGBoost, and
+the same run on Spark.
 
     .venv/bin/python -m bench.train --rows 100000 1000000 [--device cuda] [--trees 200]
-        [--repeat 3] [--threads N]
+        [--repeat 3] [--threads N] [--engines local spark-local spark-cluster]
 
 (from the repository root; each arm runs the same module from there, in its own process).
 
@@ -16,7 +17,20 @@ once, then each arm runs in its own subprocess, so its peak RSS is its own:
 - ``plain``: ``XGBRegressor(same params).fit(X_encoded, y)`` on the same training rows, where
   ``X_encoded`` is that pipeline's own encoded matrix, computed beforehand and loaded untimed.
 
-Seconds exclude interpreter start-up and data loading in both arms (the pipeline's "load
+With ``--engines`` naming Spark, the same table (as Parquet parts of 250,000 rows) trains with
+``engine.kind: spark`` through ``train(config)``, in its own process too:
+
+- ``spark-local``: ``local[2]``: driver and executors in one JVM (``spark.driver.memory`` 3g);
+- ``spark-cluster``: a standalone cluster on loopback (``tools.spark_cluster``: two Workers of
+  one core each, started once for the whole benchmark); ``num_workers`` 2 in both.
+
+Their peak memory is the driver's: the Python process plus its JVM (``VmHWM``), which in
+``local[2]`` also hosts the executors (their Python workers are not counted); the cluster's
+executors run in the Workers' processes, outside it. Spark arms' seconds include the reading
+(Spark reads inside the run). ``local`` (the default) is the two arms above; leaving it out
+skips its dense-matrix preparation, so sizes the local engine cannot hold still run on Spark.
+
+Seconds exclude interpreter start-up and data loading in both local arms (the pipeline's "load
 data" stage is subtracted; it is shown among the stages). Peak RSS is the process's host memory
 high-water mark (``ru_maxrss``), imports and data included; with ``--device cuda`` GPU memory
 is not counted. Both arms use the same XGBoost parameters (``--threads`` sets ``n_jobs``), the
@@ -38,6 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +64,8 @@ LEARNING_RATE = 0.1
 ROOT = Path(__file__).resolve().parents[1]
 MODULE = "bench.train"  # children run ``python -m bench.train --child ...`` from ROOT
 MEMORY_HEADROOM = 0.8  # share of available memory a size's extrapolated peak may use
+PART_ROWS = 250_000  # rows per Parquet part of the Spark arms' input
+SPARK_ARMS = ("spark-local", "spark-cluster")
 
 
 # --- child processes: each prints one JSON line on stdout ----------------------------------
@@ -59,10 +76,12 @@ def _peak_rss_bytes() -> int:
 
 
 def child_prepare(
-    work: Path, rows: int, device: str, trees: int, threads: int | None
+    work: Path, rows: int, device: str, trees: int, threads: int | None, local: bool = True
 ) -> dict[str, Any]:
-    """Write the table, the config and the plain arm's inputs; time the encoding alone."""
+    """Write the table (one file, and Parquet parts for Spark), the config and, with ``local``,
+    the plain arm's inputs; time the encoding alone."""
     import numpy as np
+    import pyarrow.parquet as pq
     import yaml
     from mlflow.tracking import MlflowClient
 
@@ -73,6 +92,11 @@ def child_prepare(
 
     source = work / "data.parquet"
     make_dataset(rows, Task.REGRESSION, seed=SEED).to_parquet(source)
+    (work / "parts").mkdir()
+    table = pq.read_table(source)
+    for index, first in enumerate(range(0, rows, PART_ROWS)):
+        pq.write_table(table.slice(first, PART_ROWS), work / "parts" / f"part-{index:04d}.parquet")
+    del table
     params = {
         "n_estimators": trees,
         "max_depth": MAX_DEPTH,
@@ -89,6 +113,12 @@ def child_prepare(
     }
     (work / "config.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     config = TrainConfig.model_validate(raw)
+    # An initialized embedded store (under this process's ML_MODEL_HOME) that each training
+    # run starts from a copy of: creating the tables is a one-off, not part of a training run.
+    connect()
+    MlflowClient().search_experiments()
+    if not local:
+        return {"encode": 0.0, "shape": [0, 0], "peak_rss": _peak_rss_bytes()}
     prepared = prepare(config, {})
     pipeline = configured_pipeline(config, prepared.task)
     start = time.perf_counter()
@@ -98,10 +128,6 @@ def child_prepare(
     np.save(work / "y.npy", prepared.y_fit.to_numpy())
     xgb_params = pipeline.named_steps["model"].get_params()
     (work / "xgb_params.json").write_text(json.dumps(xgb_params))
-    # An initialized embedded store (under this process's ML_MODEL_HOME) that each pipeline
-    # run starts from a copy of: creating the tables is a one-off, not part of a training run.
-    connect()
-    MlflowClient().search_experiments()
     return {"encode": encode_seconds, "shape": list(encoded.shape), "peak_rss": _peak_rss_bytes()}
 
 
@@ -116,7 +142,22 @@ def child_plain(work: Path) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - start, "peak_rss": _peak_rss_bytes()}
 
 
-def child_pipeline(work: Path) -> dict[str, Any]:
+def _jvm_peak_bytes() -> int:
+    """The peak RSS of this process's Spark driver JVM (0 when none was started)."""
+    from pyspark import SparkContext
+
+    gateway = SparkContext._gateway
+    if gateway is None or getattr(gateway, "proc", None) is None:
+        return 0
+    for line in Path(f"/proc/{gateway.proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def child_pipeline(work: Path, master: str | None = None) -> dict[str, Any]:
+    """One ``train(config)`` run: local, or with ``engine.kind: spark`` on ``master`` (the
+    table's Parquet parts, ``num_workers`` 2)."""
     import logging
 
     from ml_model.config import load_config
@@ -124,18 +165,38 @@ def child_pipeline(work: Path) -> dict[str, Any]:
 
     # The CLI's logging setup, so stage and boosting-progress lines show on stderr.
     logging.basicConfig(format="%(asctime)s %(message)s", datefmt="%H:%M:%S", level=logging.INFO)
-    for noisy in ("mlflow", "alembic", "urllib3", "botocore"):
+    for noisy in ("mlflow", "alembic", "urllib3", "botocore", "py4j"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     config_path = work / "config.yaml"
-    config = load_config(config_path)
-    start = time.perf_counter()
-    result = train(config, config_path)
-    total = time.perf_counter() - start
+    overrides = []
+    if master:
+        overrides = [f"data.source={work / 'parts'}", "engine.kind=spark",
+                     f"engine.spark.master={master}", "engine.spark.num_workers=2",
+                     "engine.spark.conf={spark.driver.host: 127.0.0.1, "
+                     "spark.driver.memory: 3g}"]  # fmt: skip
+    config = load_config(config_path, overrides)
+    jvm_peak = 0
+    if master:  # one session for the run, so its JVM's peak can be read before it stops
+        from ml_model.spark.session import spark_session
+        from ml_model.spark.train import session_conf, train_on_spark
+
+        conf = session_conf(config.engine.spark, config.model.device)
+        spark = spark_session(master, "bench-train", conf)
+        start = time.perf_counter()
+        result = train_on_spark(config, config_path, spark=spark)
+        total = time.perf_counter() - start
+        jvm_peak = _jvm_peak_bytes()
+        spark.stop()
+    else:
+        start = time.perf_counter()
+        result = train(config, config_path)
+        total = time.perf_counter() - start
     return {
-        "seconds": total - result.timings["load data"],
+        "seconds": total - (0 if master else result.timings["load data"]),
         "total": total,
         "timings": result.timings,
-        "peak_rss": _peak_rss_bytes(),
+        "peak_rss": _peak_rss_bytes() + jvm_peak,
+        "held_out": result.metrics,
     }
 
 
@@ -180,24 +241,34 @@ def gib(n: float) -> str:
     return f"{n / 2**30:.2f} GiB"
 
 
-def bench_size(rows: int, args: argparse.Namespace) -> dict[str, Any]:
+def bench_size(rows: int, args: argparse.Namespace, local: bool = True) -> dict[str, Any]:
+    """Every arm on ``rows`` rows (the local ones only with ``local``)."""
+    masters = {"spark-local": "local[2]", "spark-cluster": args.cluster_url}
+    spark_arms = [arm for arm in SPARK_ARMS if arm in args.engines]
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         work = Path(tmp)
         print(f"# {rows:,} rows: preparing data ...", file=sys.stderr, flush=True)
-        prepared = run_child("prepare", work, args, rows=rows)
-        runs: dict[str, list[dict[str, Any]]] = {"plain": [], "pipeline": []}
+        prepared = run_child("prepare", work, args, rows=rows, local=int(local))
+        local_arms = ["plain", "pipeline"] if local else []
+        runs: dict[str, list[dict[str, Any]]] = {arm: [] for arm in [*local_arms, *spark_arms]}
         for repeat in range(args.repeat):
-            arms = ["plain", "pipeline"] if repeat % 2 == 0 else ["pipeline", "plain"]
-            for arm in arms:  # alternating order spreads drift in machine load over both arms
+            arms = list(runs) if repeat % 2 == 0 else list(reversed(runs))
+            for arm in arms:  # alternating order spreads drift in machine load over the arms
                 print(f"# {rows:,} rows: {arm} run {repeat + 1}", file=sys.stderr, flush=True)
-                runs[arm].append(run_child(arm, work, args))
+                if arm in masters:
+                    runs[arm].append(run_child("pipeline", work, args, master=masters[arm]))
+                else:
+                    runs[arm].append(run_child(arm, work, args))
     return {"rows": rows, "prepare": prepared, "runs": runs}
 
 
 def too_big(rows: int, last: dict[str, Any]) -> str | None:
     """Why ``rows`` would not fit in memory, judged by the previous size's highest peak
     (preparation included) scaled linearly; None when it should fit."""
-    peaks = [last["prepare"]["peak_rss"]] + [summarize(r)[1] for r in last["runs"].values()]
+    local = [runs for arm, runs in last["runs"].items() if arm not in SPARK_ARMS]
+    if not local:
+        return None  # the Spark driver's memory does not grow with the rows
+    peaks = [last["prepare"]["peak_rss"]] + [summarize(r)[1] for r in local]
     expected, available = max(peaks) * rows / last["rows"], available_memory()
     if expected <= MEMORY_HEADROOM * available:
         return None
@@ -228,21 +299,30 @@ def print_report(
         f"{args.repeat} run(s); {os.cpu_count()} CPUs, "
         f"1-min load average {load[0]:.1f} before and {load[1]:.1f} after\n"
     )
-    print("| rows | arm | seconds | runs (s) | peak RSS | ratio vs plain |")
-    print("|---:|---|---:|---|---:|---:|")
+    print("| rows | arm | seconds | runs (s) | peak RSS | ratio vs plain | vs pipeline |")
+    print("|---:|---|---:|---|---:|---:|---:|")
     for result in results:
-        plain_seconds, _ = summarize(result["runs"]["plain"])
-        for arm in ("plain", "pipeline"):
-            seconds, peak = summarize(result["runs"][arm])
-            each = ", ".join(f"{r['seconds']:.1f}" for r in result["runs"][arm])
+        runs = result["runs"]
+        plain = summarize(runs["plain"])[0] if "plain" in runs else None
+        local = summarize(runs["pipeline"])[0] if "pipeline" in runs else None
+        for arm, arm_runs in runs.items():
+            seconds, peak = summarize(arm_runs)
+            each = ", ".join(f"{r['seconds']:.1f}" for r in arm_runs)
             print(
                 f"| {result['rows']:,} | {arm} | {seconds:.2f} | {each} | {gib(peak)} "
-                f"| {seconds / plain_seconds:.2f}x |"
+                f"| {f'{seconds / plain:.2f}x' if plain else '-'} "
+                f"| {f'{seconds / local:.2f}x' if local else '-'} |"
             )
+    print("\nHeld-out metrics of each train() run (the engines split differently):\n")
+    for result in results:
+        for arm, arm_runs in result["runs"].items():
+            if arm != "plain":
+                held_out = ", ".join(f"{k} {v:.4g}" for k, v in arm_runs[0]["held_out"].items())
+                print(f"- {result['rows']:,} rows, {arm}: {held_out}")
     print("\nPipeline stages (train()'s own timings, median seconds; 'fit' includes encoding):\n")
     print("| rows | stage | seconds |")
     print("|---:|---|---:|")
-    for result in results:
+    for result in (r for r in results if "pipeline" in r["runs"]):
         pipeline_runs = result["runs"]["pipeline"]
         stages = pipeline_runs[0]["timings"]
         for name in stages:
@@ -270,29 +350,50 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, help="XGBoost n_jobs in both arms (default: XGBoost's, all CPUs)"
     )
+    parser.add_argument(
+        "--engines", nargs="+", choices=["local", *SPARK_ARMS], default=["local"],
+        help="local: the plain and pipeline arms; spark-local, spark-cluster: engine.kind spark",
+    )  # fmt: skip
     parser.add_argument("--child", choices=["prepare", "plain", "pipeline"], help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--master", help=argparse.SUPPRESS)
+    parser.add_argument("--local", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.child:
         if args.child == "prepare":
-            result = child_prepare(args.work, args.rows[0], args.device, args.trees, args.threads)
+            result = child_prepare(
+                args.work, args.rows[0], args.device, args.trees, args.threads, bool(args.local)
+            )
+        elif args.child == "plain":
+            result = child_plain(args.work)
         else:
-            result = child_plain(args.work) if args.child == "plain" else child_pipeline(args.work)
+            result = child_pipeline(args.work, args.master)
         print(json.dumps(result))
         return
 
     results: list[dict[str, Any]] = []
     skipped: list[str] = []
     load_before = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory(prefix="bench-train-pycache-") as pycache:
-        args.pycache = pycache
+    with ExitStack() as stack:
+        pycache = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-train-pycache-"))
+        args.pycache, args.cluster_url = pycache, None
+        if "spark-cluster" in args.engines:
+            from tools.spark_cluster import standalone_cluster
+
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-spark-")))
+            cluster = stack.enter_context(standalone_cluster(folder, dict(os.environ)))
+            cluster.start_worker()
+            args.cluster_url = cluster.url
+        local = "local" in args.engines
         for rows in sorted(args.rows):
             if results:
-                note = too_big(rows, results[-1])
+                note = too_big(rows, results[-1]) if local else None
                 if note:
                     skipped.append(note)
-                    continue
+                    local = False  # larger sizes would not fit either
+                    if set(args.engines) == {"local"}:
+                        continue
                 last = results[-1]  # a rough guide: time grows about linearly with rows
                 minutes = sum(summarize(r)[0] for r in last["runs"].values()) * args.repeat / 60
                 print(
@@ -300,7 +401,7 @@ def main() -> None:
                     file=sys.stderr,
                     flush=True,
                 )
-            results.append(bench_size(rows, args))
+            results.append(bench_size(rows, args, local))
     print_report(results, skipped, args, (load_before, os.getloadavg()[0]))
 
 

@@ -15,13 +15,26 @@ from fastapi.testclient import TestClient
 
 from ml_model.pipeline import feature_schema
 from ml_model.run_logging import input_example, model_signature
-from prediction_api.app import create_app
-from prediction_api.manager import ModelManager, Target, TransientError
+from prediction_api.main import create_app
+from prediction_api.manager import ModelManager
 from prediction_api.metrics import Metrics
 from prediction_api.model import LoadedModel, ModelFiles, build_model
+from prediction_api.registry import Target, TransientError
 from prediction_api.settings import ApiSettings
 from tests.support.pipelines import Fit, Fitted, fitter
 from tools.processes import wait_until
+
+
+@pytest.fixture(autouse=True, scope="session")
+def prediction_log_in_a_temporary_file(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[None]:
+    """Apps built by the tests log their predictions into a temporary SQLite file, not into
+    the working directory's .mlops."""
+    log = tmp_path_factory.mktemp("prediction-log") / "monitoring.db"
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("MONITORING_DB_URL", f"sqlite:///{log}")
+        yield
 
 
 @pytest.fixture(scope="session")

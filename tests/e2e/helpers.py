@@ -166,6 +166,7 @@ class Response:
     status: int
     body: bytes
     content_type: str
+    request_id: str = ""  # the X-Request-ID header
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -183,7 +184,11 @@ def http(method: str, url: str, payload: Any = None, timeout: float = 30) -> Res
         request.add_header("Content-Type", "application/json")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return Response(response.status, response.read(), response.headers["Content-Type"])
+            headers = response.headers
+            body = response.read()
+            return Response(
+                response.status, body, headers["Content-Type"], headers.get("X-Request-ID", "")
+            )
     except urllib.error.HTTPError as error:
         return Response(error.code, error.read(), error.headers.get("Content-Type", ""))
 
@@ -209,14 +214,22 @@ class TrainingRun:
     output: str
 
 
-def train(stack: compose.Stack, *args: str, timeout: float = 1200) -> TrainingRun:
-    """`docker compose run --rm train-cpu [ARGS]` (no ARGS: the image's default command, the
+def train(
+    stack: compose.Stack,
+    *args: str,
+    timeout: float = 1200,
+    service: str = "train-cpu",
+    profiles: tuple[str, ...] = (),
+) -> TrainingRun:
+    """`docker compose run --rm SERVICE [ARGS]` (no ARGS: the image's default command, the
     default config); fails the test with the output when the job fails."""
-    result = stack.run("run", "--rm", "train-cpu", *args, check=False, timeout=timeout)
+    result = stack.run(
+        "run", "--rm", service, *args, profiles=profiles, check=False, timeout=timeout
+    )
     output = result.stdout + result.stderr
     if result.returncode != 0:
         pytest.fail(
-            f"`run --rm train-cpu {' '.join(args)}` exited {result.returncode}:\n{tail(output, 60)}"
+            f"`run --rm {service} {' '.join(args)}` exited {result.returncode}:\n{tail(output, 60)}"
         )
     match = re.search(r"run (\w+): (\S+) v(\d+) \(", output)
     assert match, f"no 'run ID: MODEL vN' line in the trainer's output:\n{tail(output, 60)}"
@@ -234,3 +247,54 @@ def registry_champion(stack: compose.Stack) -> dict[str, Any]:
     assert response.status == 200, f"GET {url}: {response.status} {response.text}"
     version: dict[str, Any] = response.json()["model_version"]
     return version
+
+
+# --- the Spark cluster (profile `spark`) --------------------------------------------------------
+
+SPARK = ("spark",)
+# Read in the Spark image, where the volume is mounted: the job's manifest, the rows of its
+# parts and rejects, and its first complete rows (features and prediction), as one JSON line.
+READ_SCORES = """
+import json, sys
+from pathlib import Path
+import pyarrow.parquet as pq
+folder = Path(sys.argv[1])
+table = pq.read_table(folder).to_pandas()
+rejects = folder / "_rejects"
+print(json.dumps({
+    "manifest": json.loads((folder / "_manifest.json").read_text()),
+    "rows": len(table),
+    "rejects": len(pq.read_table(rejects)) if any(rejects.glob("*.parquet")) else 0,
+    "columns": list(table.columns),
+    "null_predictions": int(table["prediction"].isna().sum()),
+    "sample": table.dropna().head(3).to_dict("records"),
+}, default=str))
+"""
+
+
+@dataclass(frozen=True)
+class SparkScores:
+    manifest: dict[str, Any]
+    rows: int
+    rejects: int
+    columns: list[str]
+    null_predictions: int
+    sample: list[dict[str, Any]]
+
+
+def read_scores(stack: compose.Stack, folder: str) -> SparkScores:
+    """What a scoring job left in ``folder`` of the shared volume, read in the Spark image."""
+    result = stack.run(
+        "run", "--rm", "--no-deps", "--entrypoint", "python", "score-spark",
+        "-c", READ_SCORES, folder,
+        profiles=SPARK, check=False, timeout=300,
+    )  # fmt: skip
+    if result.returncode != 0:
+        pytest.fail(f"reading {folder} failed:\n{tail(result.stdout + result.stderr, 40)}")
+    return SparkScores(**json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def spark_master_state(stack: compose.Stack) -> dict[str, Any] | None:
+    """The master's JSON status page on its published port, or None while it does not answer."""
+    response = answers(f"http://127.0.0.1:{stack.port('SPARK_MASTER_UI_HOST_PORT')}/json/")
+    return response.json() if response else None

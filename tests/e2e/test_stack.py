@@ -13,6 +13,7 @@ import pytest
 
 from tests.e2e.helpers import (
     MODEL_NAME,
+    SPARK,
     TRAIN_CONFIG,
     Scenario,
     answers,
@@ -21,7 +22,9 @@ from tests.e2e.helpers import (
     http,
     non_loopback_ipv4,
     process_uids,
+    read_scores,
     registry_champion,
+    spark_master_state,
     train,
     wait_for,
     wait_until_healthy,
@@ -31,6 +34,12 @@ from tools.e2e.engine import docker_cli
 from tools.e2e.proc import LOG_DIR, run
 
 UP_TIMEOUT_S = 900
+SPARK_UP_TIMEOUT_S = 300
+SPARK_WORKERS = 2  # `up --scale`; the job's own `run` brings them back to SPARK_WORKERS (1)
+MONITORING = ("monitoring",)
+SPARK_OUTPUT = "/data/scores/penguins-body-mass"  # where score-spark's default command writes
+PENGUIN_ROWS = 344  # rows of ml_model/data/penguins.csv, the table score-spark scores
+NUMERIC = ("bill_length_mm", "bill_depth_mm", "flipper_length_mm")  # read back as text
 # A deliberately weak model first (it becomes champion only because it is the first), then the
 # default config, which must beat it and take over the alias.
 WEAK_CONFIG = (
@@ -266,6 +275,133 @@ def test_retrain_better_config_is_served_without_restart(
     assert after["Id"] == before["Id"], "the API container was replaced"
     assert after["State"]["StartedAt"] == before["State"]["StartedAt"], "the API restarted"
     assert after["RestartCount"] == 0
+    scenario.passed.add("served-v2")
+
+
+def test_monitor_checks_the_served_version(stack: compose.Stack, scenario: Scenario) -> None:
+    """The API logged what it answered into PostgreSQL (as monitoring_writer); feedback is
+    taken; `run --rm monitor` (profile `monitoring`, as monitoring_reader) checks v2 and logs
+    a run into the MLflow experiment monitoring/<model>."""
+    scenario.require("served-v2")
+    answered = [http("POST", api_url(stack, "/predict"), PENGUIN) for _ in range(3)]
+    assert all(a.status == 200 for a in answered), [a.text for a in answered]
+    request_id = answered[0].request_id
+    assert request_id, "the API answered without an X-Request-ID"
+    label = {"request_id": request_id, "label": 4900}
+    assert http("POST", api_url(stack, "/feedback"), label).status == 202
+    time.sleep(3)  # the log writes in the background, about every second
+    argv = ["run", "--rm", "monitor", "ml-model", "monitor", "--once", "--min-rows", "1"]
+    result = stack.run(*argv, profiles=MONITORING, check=False, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{MODEL_NAME} v2: checked" in result.stdout, result.stdout + result.stderr
+    mlflow = f"http://127.0.0.1:{stack.port('MLFLOW_HOST_PORT')}/api/2.0/mlflow"
+    found = http("GET", f"{mlflow}/experiments/get-by-name?experiment_name=monitoring/{MODEL_NAME}")
+    assert found.status == 200, found.text
+
+
+def test_spark_cluster_scales_and_runs_non_root(stack: compose.Stack, scenario: Scenario) -> None:
+    """`--profile spark`: the master and two workers (`--scale`), health-gated like the stack."""
+    scenario.require("up")
+    started = time.monotonic()
+    result = stack.run(
+        "up", "-d", "--wait", "--wait-timeout", str(SPARK_UP_TIMEOUT_S), "--no-build",
+        "--scale", f"spark-worker={SPARK_WORKERS}", "spark-master", "spark-worker",
+        profiles=SPARK, check=False, timeout=SPARK_UP_TIMEOUT_S + 60,
+    )  # fmt: skip
+    assert result.returncode == 0, f"`up` of the Spark cluster failed:\n{result.stderr}"
+
+    def all_workers_alive() -> dict[str, Any] | None:
+        state = spark_master_state(stack)
+        return state if state and state["aliveworkers"] == SPARK_WORKERS else None
+
+    master = wait_for("the master to count every worker alive", all_workers_alive, timeout=60)
+    print(f"cluster healthy after {time.monotonic() - started:.0f}s: {master['aliveworkers']} "
+          f"workers, {master['cores']} cores")  # fmt: skip
+
+    spark = [
+        container
+        for container in stack.inspect()
+        if container["Config"]["Labels"]["com.docker.compose.service"].startswith("spark-")
+    ]
+    assert len(spark) == 1 + SPARK_WORKERS, [c["Name"] for c in spark]
+    bindings = {
+        f"{container['Name']} {port}": binding["HostIp"]
+        for container in spark
+        for port, bound in (container["NetworkSettings"]["Ports"] or {}).items()
+        for binding in bound or []
+    }
+    assert len(bindings) == 1 + SPARK_WORKERS, bindings  # the master's UI and each worker's
+    assert set(bindings.values()) == {"127.0.0.1"}, bindings
+    root = [
+        f"{container['Name']}: {proc}"
+        for container in spark
+        for proc, uids in process_uids(container).items()
+        if 0 in uids
+    ]
+    assert not root, f"processes running as root: {root}"
+    scenario.passed.add("spark-up")
+
+
+def test_spark_job_scores_the_example_table_with_the_champion(
+    stack: compose.Stack, scenario: Scenario
+) -> None:
+    """Exactly `docker compose run --rm score-spark`: executors on the workers score the bundled
+    table into the shared volume, with the same numbers as the API for the same rows."""
+    scenario.require("spark-up", "served-v1")
+    champion = registry_champion(stack)["version"]
+    result = stack.run("run", "--rm", "score-spark", profiles=SPARK, check=False, timeout=900)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"`run --rm score-spark` failed:\n{output[-6000:]}"
+
+    scores = read_scores(stack, SPARK_OUTPUT)
+    manifest = scores.manifest
+    assert manifest["complete"] and manifest["engine"] == "spark", manifest
+    assert (manifest["model"]["name"], manifest["model"]["version"]) == (MODEL_NAME, champion)
+    assert (scores.rows, scores.rejects) == (manifest["rows"], manifest["rejects"]), manifest
+    assert scores.rows + scores.rejects == PENGUIN_ROWS, manifest
+    assert scores.rows > 0 and scores.null_predictions == 0, scores
+    assert {"species", "prediction", "model_version"} <= set(scores.columns), scores.columns
+
+    records = [
+        {name: row[name] for name in PENGUIN} | {name: float(row[name]) for name in NUMERIC}
+        for row in scores.sample
+    ]
+    answer = http("POST", api_url(stack, "/predict"), records)
+    assert answer.status == 200 and served_version(answer.json()) == champion, answer.text
+    for row, served in zip(scores.sample, predictions(answer.json()), strict=True):
+        assert float(row["prediction"]) == pytest.approx(served, rel=1e-6), (row, served)
+
+
+def test_spark_training_is_registered_and_the_api_serves_the_champion(
+    stack: compose.Stack, scenario: Scenario
+) -> None:
+    """Exactly `docker compose run --rm train-spark`: the default config trained on the cluster
+    (engine.kind=spark) is registered and judged like a local run; the API then serves
+    whichever version is champion, without a restart."""
+    scenario.require("spark-up", "served-v2")
+    run = train(stack, service="train-spark", profiles=SPARK, timeout=1200)
+    assert (run.model, run.version) == (MODEL_NAME, "3"), run.output[-3000:]
+    champion = registry_champion(stack)["version"]
+    assert champion == ("3" if run.promoted else "2"), run.output[-3000:]
+
+    def serving_champion() -> dict[str, Any] | None:
+        model = http("GET", api_url(stack, "/model")).json()
+        return model if served_version(model) == champion else None
+
+    wait_for("the API to serve the champion", serving_champion, timeout=120)
+    answer = http("POST", api_url(stack, "/predict"), PENGUIN)
+    assert answer.status == 200 and served_version(answer.json()) == champion, answer.text
+
+
+def test_cpu_trainer_and_api_images_have_no_java_or_pyspark() -> None:
+    probe = (
+        "import importlib.util, shutil; "
+        "print(importlib.util.find_spec('pyspark'), shutil.which('java'))"
+    )
+    for service in ("train-cpu", "api"):
+        image = images.PROJECT_SERVICES[service]
+        result = run([docker_cli(), "run", "--rm", "--entrypoint", "python", image, "-c", probe])
+        assert result.stdout.split() == ["None", "None"], f"{image}: {result.stdout}"
 
 
 def test_gpu_trainer_image(stack: compose.Stack) -> None:
@@ -289,7 +425,9 @@ def test_gpu_trainer_image(stack: compose.Stack) -> None:
 
 def test_down_removes_containers_networks_and_volumes(stack: compose.Stack) -> None:
     stack.save_logs(LOG_DIR)
-    result = stack.run("down", "-v", check=False, timeout=300)
+    # The scenario started the `spark` profile too; `down` leaves a profile's services alone
+    # unless the profile is named, as the README tells users.
+    result = stack.run("down", "-v", profiles=SPARK, check=False, timeout=300)
     assert result.returncode == 0, result.stderr
     left = compose.project_resources(stack.project)
     assert left == {"container": [], "network": [], "volume": []}, left

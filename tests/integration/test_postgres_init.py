@@ -14,6 +14,9 @@ from tests.support.postgres import (
     MLFLOW_AUTH_DB,
     MLFLOW_DB,
     MLFLOW_ROLE,
+    MONITORING_DB,
+    MONITORING_READER,
+    MONITORING_WRITER,
     REPO_ROOT,
     PostgresCluster,
     create_cluster,
@@ -115,3 +118,38 @@ def test_pgadmin_server_entry_matches_the_init_scripts_and_holds_no_password() -
     assert (server["Host"], server["Port"]) == ("postgres", 5432)
     assert (server["MaintenanceDB"], server["Username"]) == (MLFLOW_DB, MLFLOW_ROLE)
     assert not [key for key in server if "pass" in key.lower()]
+
+
+@pytest.mark.parametrize("variable", ["MONITORING_WRITER_PASSWORD", "MONITORING_READER_PASSWORD"])
+def test_monitoring_roles_refuse_to_be_made_without_a_password(
+    postgres_cluster: PostgresCluster, variable: str
+) -> None:
+    env = postgres_cluster.init_env()
+    del env[variable]
+    result = postgres_cluster.run_init_scripts(env)
+    assert result.returncode != 0
+    assert f"{variable} is not set" in result.stderr
+
+
+def test_monitoring_roles_and_database(postgres_cluster: PostgresCluster) -> None:
+    rows = postgres_cluster.query(
+        "SELECT rolname, rolcanlogin, rolsuper, rolcreatedb, rolcreaterole FROM pg_roles"
+        " WHERE rolname = ANY(%s) ORDER BY rolname",
+        [["monitoring_owner", MONITORING_READER, MONITORING_WRITER]],
+    )
+    assert rows == [
+        ("monitoring_owner", False, False, False, False),
+        (MONITORING_READER, True, False, False, False),
+        (MONITORING_WRITER, True, False, False, False),
+    ]
+    owner = postgres_cluster.query(
+        "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", [MONITORING_DB]
+    )
+    assert owner == [("monitoring_owner",)]
+    for role, password in [
+        (MONITORING_WRITER, postgres_cluster.monitoring_writer_password),
+        (MONITORING_READER, postgres_cluster.monitoring_reader_password),
+    ]:
+        postgres_cluster.connect(MONITORING_DB, role, password).close()
+        with pytest.raises(psycopg2.OperationalError, match="permission denied for database"):
+            postgres_cluster.connect(MLFLOW_DB, role, password)

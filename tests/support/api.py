@@ -4,6 +4,7 @@ and a load generator that posts to it while the registry or the services behind 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -19,6 +20,7 @@ from tests.support import service_logs
 from tools.processes import ServerProcess, environ_without, free_port, http_ok, running
 
 ENTRYPOINT = str(Path(sys.executable).with_name("prediction-api"))
+BIN = Path(sys.executable).parent
 
 
 @dataclass(frozen=True)
@@ -45,10 +47,16 @@ StartApi = Callable[..., Any]
 def api_starter(folder: Path) -> StartApi:
     """``with start(model_name, tracking_uri, **settings) as api``: ``prediction-api`` on a free
     port, awaited on ``/health`` only (it must start without a model); ``settings`` are the
-    variable names without their ``API_`` prefix, in lower case."""
+    variable names without their ``API_`` prefix, in lower case; ``environment`` adds other
+    variables (e.g. the prediction log's ``MONITORING_DB_URL``)."""
 
     @contextmanager
-    def start(model: str, tracking_uri: str, **settings: str) -> Iterator[Api]:
+    def start(
+        model: str,
+        tracking_uri: str,
+        environment: dict[str, str] | None = None,
+        **settings: str,
+    ) -> Iterator[Api]:
         port = free_port()
         env = environ_without("API_", "MLFLOW_")
         env.update(
@@ -58,6 +66,7 @@ def api_starter(folder: Path) -> StartApi:
             API_POLL_INTERVAL_SECONDS="0.5",
         )
         env.update({f"API_{name.upper()}": value for name, value in settings.items()})
+        env.update(environment or {})
         url = f"http://127.0.0.1:{port}"
         log = folder / f"api-{port}.log"
         service_logs.register(f"prediction-api {url}", log)
@@ -76,6 +85,40 @@ def api_starter(folder: Path) -> StartApi:
             service_logs.unregister(f"prediction-api {url}")
 
     return start
+
+
+@contextmanager
+def mlflow_models_serve(
+    model_uri: str, tracking_uri: str, folder: Path, workers: int = 1
+) -> Iterator[str]:
+    """``mlflow models serve --env-manager local`` on ``model_uri`` (e.g. ``models:/name/1``)
+    on a free port, awaited on ``/ping``; yields its base URL."""
+    port = free_port()
+    argv = [str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local"]
+    argv += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    env = environ_without("MLFLOW_")
+    # It execs `uvicorn` by name: this environment's own must come first on PATH.
+    env.update(
+        MLFLOW_TRACKING_URI=tracking_uri,
+        MLFLOW_DISABLE_TELEMETRY="true",
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+    )
+    url = f"http://127.0.0.1:{port}"
+    log = folder / f"mlflow-serve-{port}.log"
+    service_logs.register(f"mlflow models serve {url}", log)
+    try:
+        with running(
+            "mlflow models serve",
+            argv,
+            log,
+            lambda: http_ok(f"{url}/ping"),
+            env=env,
+            cwd=folder,
+            timeout=300,
+        ):
+            yield url
+    finally:
+        service_logs.unregister(f"mlflow models serve {url}")
 
 
 class Load:

@@ -31,8 +31,8 @@ Fit = Callable[..., Fitted]
 def fitter() -> Fit:
     """``fit(task, **options)``: a fitted pipeline on synthetic mixed data, cached per options.
 
-    Options: scaling, numeric_imputation, missing_indicator, categorical_imputation
-    (FeaturesConfig), trees,
+    Options: scaling, numeric_imputation, missing_indicator, categorical_imputation,
+    max_categories, min_frequency (FeaturesConfig), trees,
     early_stopping (rounds), rows, numeric, categorical, params (more XGBoost parameters),
     empty_columns (columns made entirely missing in training: ``num_0`` and the last
     categorical one), none_categories (None among the training values of ``cat_0``)."""
@@ -71,6 +71,8 @@ def _fit(task: Task, options: dict[str, Any]) -> Fitted:
                 "numeric_imputation",
                 "missing_indicator",
                 "categorical_imputation",
+                "max_categories",
+                "min_frequency",
             )
             if k in options
         }

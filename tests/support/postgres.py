@@ -38,6 +38,9 @@ SUPERUSER = "postgres"
 MLFLOW_ROLE = "mlflow"
 MLFLOW_DB = "mlflow"
 MLFLOW_AUTH_DB = "mlflow_auth"
+MONITORING_DB = "monitoring"
+MONITORING_WRITER = "monitoring_writer"
+MONITORING_READER = "monitoring_reader"
 
 
 class PostgresProcess(ServerProcess):
@@ -82,13 +85,16 @@ def _as_account(argv: Sequence[str], account: pwd.struct_passwd | None) -> list[
 
 @dataclass
 class PostgresCluster:
-    """A cluster on 127.0.0.1:``port``; ``mlflow_password`` is the init scripts' role password."""
+    """A cluster on 127.0.0.1:``port``; the ``*_password`` fields are the init scripts' role
+    passwords."""
 
     root: Path
     logs: Path
     port: int
     superuser_password: str
     mlflow_password: str
+    monitoring_writer_password: str
+    monitoring_reader_password: str
     account: pwd.struct_passwd | None
     process: PostgresProcess | None = field(default=None, repr=False)
 
@@ -179,7 +185,7 @@ class PostgresCluster:
 
     def init_env(self) -> dict[str, str]:
         """The environment the official image gives /docker-entrypoint-initdb.d scripts."""
-        env = environ_without("PG", "MLFLOW_")
+        env = environ_without("PG", "MLFLOW_", "MONITORING_")
         env.update(
             {
                 "POSTGRES_USER": SUPERUSER,
@@ -189,6 +195,8 @@ class PostgresCluster:
                 "PGHOST": str(self.socket_dir),
                 "PGPORT": str(self.port),
                 "MLFLOW_DB_PASSWORD": self.mlflow_password,
+                "MONITORING_WRITER_PASSWORD": self.monitoring_writer_password,
+                "MONITORING_READER_PASSWORD": self.monitoring_reader_password,
             }
         )
         return env
@@ -242,6 +250,8 @@ def create_cluster(logs: Path) -> PostgresCluster:
         port=free_port(),
         superuser_password=secrets.token_urlsafe(16),
         mlflow_password=secrets.token_urlsafe(16),
+        monitoring_writer_password=secrets.token_urlsafe(16),
+        monitoring_reader_password=secrets.token_urlsafe(16),
         account=account,
     )
     password_file = root / "superuser-password"

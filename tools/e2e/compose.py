@@ -31,7 +31,7 @@ PROJECT = "mlops-e2e"
 NO_SECRET_PROJECT = f"{PROJECT}-nosecret"
 PROJECTS = (PROJECT, NO_SECRET_PROJECT)
 IMAGE_TAG = "e2e"
-PROFILES = ("train", "train-gpu")
+PROFILES = ("train", "train-gpu", "spark", "monitoring")
 ENV_FILE = Path(os.environ.get("MLOPS_E2E_ENV_FILE", REPO_ROOT / ".mlops" / "e2e" / "stack.env"))
 PROJECT_LABEL = "com.docker.compose.project"
 # Host ports of the stack; each gets a free port at generation time.
@@ -41,6 +41,7 @@ PORT_VARIABLES = (
     "PGADMIN_HOST_PORT",
     "MINIO_API_HOST_PORT",
     "MINIO_CONSOLE_HOST_PORT",
+    "SPARK_MASTER_UI_HOST_PORT",
 )
 # Settings of the test stack that differ from .env.example's defaults, and why.
 TEST_SETTINGS = {

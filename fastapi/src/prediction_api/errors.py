@@ -5,6 +5,9 @@
 
 ``loc`` follows FastAPI's validation errors; ``row`` (0-based) and ``field`` are null where
 they do not apply (a malformed body, a missing key, an auth failure).
+
+``POST /invocations`` answers as ``mlflow models serve`` does instead:
+``{"error_code": "BAD_REQUEST", "message": "..."}`` (``mlflow_error_body``).
 """
 
 from __future__ import annotations
@@ -80,8 +83,10 @@ class ApiError(Exception):
         status: int | None = None,
         headers: dict[str, str] | None = None,
         omitted: int = 0,
+        error_code: str | None = None,
     ) -> None:
         self.problems = list(problems)
+        self.error_code = error_code  # MLflow's code on /invocations; None: from the status
         self.omitted = omitted
         if status is not None:
             self.status = status
@@ -103,6 +108,34 @@ def error_body(problems: Sequence[dict[str, Any]], omitted: int = 0) -> bytes:
     if left:
         shown.append(problem(("body",), f"{left} more problems not listed", "truncated"))
     return orjson.dumps({"detail": shown})
+
+
+BAD_REQUEST = "BAD_REQUEST"
+INVALID_PARAMETER_VALUE = "INVALID_PARAMETER_VALUE"
+
+
+def mlflow_error(message: str, code: str = BAD_REQUEST, status: int = 400) -> ApiError:
+    """An ``/invocations`` error with MLflow's ``code``."""
+    return ApiError([problem(("body",), message)], status, error_code=code)
+
+
+# MLflow's error codes for the statuses the service answers (mlflow.exceptions).
+MLFLOW_CODES = {
+    401: "UNAUTHENTICATED",
+    413: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL_ERROR",
+    503: "TEMPORARILY_UNAVAILABLE",
+}
+
+
+def mlflow_error_body(error: ApiError) -> bytes:
+    """``error`` as MLflow's scoring server writes an error: its code and one message."""
+    messages = [str(p["msg"]) for p in error.problems[:MAX_PROBLEMS]]
+    left = len(error.problems) - len(messages) + error.omitted
+    if left:
+        messages.append(f"{left} more problems not listed")
+    code = error.error_code or MLFLOW_CODES.get(error.status, "BAD_REQUEST")
+    return orjson.dumps({"error_code": code, "message": "; ".join(messages)})
 
 
 def error_response(

@@ -99,15 +99,19 @@ def predict_body_schema(max_rows: int) -> dict[str, Any]:
 
 
 def invocations_body_schema(features: Sequence[Feature], max_rows: int) -> dict[str, Any]:
-    """``POST /invocations``: MLflow's ``dataframe_split`` or ``dataframe_records``."""
-    cell = {"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "null"}]}
+    """``POST /invocations`` as JSON: exactly one of MLflow's four formats; other keys
+    (``params``) are ignored, and so are columns the model does not take."""
+    cell = {
+        "anyOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"}, {"type": "null"}]
+    }
     split = {
         "type": "object",
         "properties": {
             "columns": {
                 "type": "array",
-                "items": {"type": "string", "enum": [f.name for f in features]},
+                "items": {"type": "string"},
                 "uniqueItems": True,
+                "examples": [[f.name for f in features]],
             },
             "data": {
                 "type": "array",
@@ -121,21 +125,24 @@ def invocations_body_schema(features: Sequence[Feature], max_rows: int) -> dict[
         "additionalProperties": False,
     }
     records = {"type": "array", "items": RECORD_REF, "minItems": 1, "maxItems": max_rows}
+    columns = {
+        "type": "object",
+        "additionalProperties": {"type": "array", "items": cell, "maxItems": max_rows},
+    }
+    formats = {
+        "dataframe_split": split,
+        "dataframe_records": records,
+        "instances": records,
+        "inputs": {"anyOf": [records, columns]},
+    }
     return {
         "anyOf": [
             {
                 "type": "object",
-                "title": "dataframe_split",
-                "properties": {"dataframe_split": split},
-                "required": ["dataframe_split"],
-                "additionalProperties": False,
-            },
-            {
-                "type": "object",
-                "title": "dataframe_records",
-                "properties": {"dataframe_records": records},
-                "required": ["dataframe_records"],
-                "additionalProperties": False,
-            },
+                "title": key,
+                "properties": {key: schema, "params": {"type": "object"}},
+                "required": [key],
+            }
+            for key, schema in formats.items()
         ]
     }

@@ -1,4 +1,5 @@
 """Follow ``models:/NAME@ALIAS``: load the version the alias points to, swap it in atomically.
+(Talking to MLflow is ``registry``'s part; this module decides when and what to load.)
 
 A background thread asks the registry where the alias points, with backoff while nothing is
 served (MLflow unreachable, no version registered yet) and every poll interval afterwards.
@@ -15,8 +16,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -24,12 +23,12 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
 from ml_model.links import redacted
 from prediction_api.metrics import Metrics
-from prediction_api.model import LoadedModel, build_model, read_model_files
+from prediction_api.model import LoadedModel
+from prediction_api.registry import Registry, Target, TransientError, preload_libraries
 from prediction_api.settings import ApiSettings
 
 logger = logging.getLogger("prediction_api")
@@ -38,8 +37,6 @@ FIRST_RETRY_SECONDS = 0.5
 # While nothing is served, retries back off to at most this (or the poll interval, if
 # shorter), so a model that appears is served within seconds.
 MAX_RETRY_SECONDS = 2.0
-# MLflow's own default is 120 s per HTTP request: a hung tracking server would stall reloads.
-CLIENT_TIMEOUT_SECONDS = "30"
 
 
 class Outcome(StrEnum):
@@ -47,18 +44,6 @@ class Outcome(StrEnum):
     UNCHANGED = "unchanged"  # the alias still points to the served (or a refused) version
     REFUSED = "refused"  # the alias points to a version that cannot be served
     UNAVAILABLE = "unavailable"  # the registry or the artifacts could not be reached
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where the alias points: a registered version and its run."""
-
-    version: str
-    run_id: str
-
-
-class TransientError(Exception):
-    """The registry or artifact store failed; the same step may succeed later."""
 
 
 @dataclass(frozen=True)
@@ -76,91 +61,6 @@ class RegistryState:
     alias_version: str | None = None
     error: str | None = None
     refused: dict[str, str] = field(default_factory=dict)  # version → reason
-
-
-# --- talking to MLflow (imported lazily: `import mlflow` takes seconds) -----------------------
-
-
-def resolve_alias(settings: ApiSettings) -> Target:
-    """The version the alias points to; TransientError when MLflow cannot say."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    from ml_model.errors import UserError
-    from ml_model.tracking import connect
-
-    if settings.tracking_uri:
-        os.environ["MLFLOW_TRACKING_URI"] = settings.tracking_uri
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", CLIENT_TIMEOUT_SECONDS)
-    try:
-        connect()
-        version = MlflowClient().get_model_version_by_alias(
-            settings.model_name, settings.model_alias
-        )
-    except UserError as exc:
-        raise TransientError(str(exc)) from None
-    except MlflowException as exc:
-        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
-            raise TransientError(
-                f"no version of model '{settings.model_name}' has alias "
-                f"'{settings.model_alias}' yet (train and register one)"
-            ) from None
-        raise TransientError(f"registry lookup failed: {exc.message}") from None
-    return Target(version=str(version.version), run_id=str(version.run_id or ""))
-
-
-def load_target(settings: ApiSettings, target: Target) -> LoadedModel:
-    """Download, load, compile and smoke-test a version. TransientError when the files cannot
-    be fetched; any other exception means the version itself cannot be served."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    from ml_model.errors import UserError
-    from ml_model.model_io import download_model, load_pipeline_dir
-
-    uri = f"models:/{settings.model_name}/{target.version}"
-    started = time.perf_counter()
-    try:
-        metrics = MlflowClient().get_run(target.run_id).data.metrics if target.run_id else {}
-    except MlflowException as exc:
-        raise TransientError(f"cannot read run {target.run_id}: {exc.message}") from None
-    with tempfile.TemporaryDirectory(prefix="prediction-api-") as tmp:
-        try:
-            model_dir = download_model(uri, Path(tmp))
-        except (UserError, MlflowException, OSError) as exc:
-            raise TransientError(f"cannot download {uri}: {exc}") from None
-        fetched = time.perf_counter()
-        pipeline = load_pipeline_dir(model_dir)
-        files = read_model_files(model_dir)
-    unpacked = time.perf_counter()
-    model = build_model(
-        pipeline,
-        files,
-        name=settings.model_name,
-        version=target.version,
-        alias=settings.model_alias,
-        run_id=target.run_id,
-        metrics={k: float(v) for k, v in sorted(metrics.items())},
-        max_rows=settings.max_rows,
-    )
-    logger.info(
-        "%s: fetched in %.2fs, unpacked in %.2fs, compiled and smoke-tested in %.2fs",
-        uri,
-        fetched - started,
-        unpacked - fetched,
-        time.perf_counter() - unpacked,
-    )
-    return model
-
-
-def preload_libraries() -> None:
-    """Import what loading a model needs (MLflow, scikit-learn, XGBoost, skops: seconds of
-    imports) before the first registry check, so a model that appears later loads in well
-    under a second."""
-    import importlib
-
-    for module in ("mlflow.tracking", "ml_model.tracking", "ml_model.model_io"):
-        importlib.import_module(module)
 
 
 def freeze_heap() -> None:
@@ -184,11 +84,17 @@ class ModelManager:
         self,
         settings: ApiSettings,
         metrics: Metrics,
-        resolve: Callable[[ApiSettings], Target] = resolve_alias,
-        load: Callable[[ApiSettings, Target], LoadedModel] = load_target,
+        resolve: Callable[[ApiSettings], Target] | None = None,
+        load: Callable[[ApiSettings, Target], LoadedModel] | None = None,
     ) -> None:
+        """Follows the MLflow registry of ``settings`` unless ``resolve`` and ``load`` are
+        given (a stand-in registry)."""
         self.settings = settings
         self.metrics = metrics
+        self.registry: Registry | None = None  # the MLflow registry followed; None: a stand-in
+        if resolve is None or load is None:
+            self.registry = Registry(settings)
+            resolve, load = self.registry.resolve, self.registry.load
         self._resolve = resolve
         self._load = load
         self.current: LoadedModel | None = None

@@ -25,6 +25,7 @@ ROUTES = frozenset(
         "/model",
         "/metrics",
         "/admin/reload",
+        "/feedback",
         "/openapi.json",
         "/docs",
     }
@@ -102,8 +103,54 @@ class Metrics:
             ["outcome"],
             registry=registry,
         )
+        self.input_issues = Counter(
+            "prediction_api_input_values",
+            "Input values the model did not take as sent, by feature and kind: "
+            "unseen_category (a category not seen in training: it sets no one-hot column) or "
+            "coerced (converted to the feature's type as MLflow's serving converts it on "
+            "/invocations: numeric strings, booleans, numbers for categories, fractional "
+            "numbers truncated in integer columns).",
+            ["feature", "kind"],
+            registry=registry,
+        )
+        self.log_rows = Counter(
+            "prediction_api_prediction_log_rows",
+            "Rows of answered requests for the prediction log, by outcome: written, or "
+            "dropped (queue full or store unreachable; requests never wait for the log).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.feature_psi = Gauge(
+            "prediction_api_feature_psi",
+            "PSI of each feature in the monitor's last check of the served version.",
+            ["model", "version", "feature"],
+            registry=registry,
+        )
+        self.feature_drifted = Gauge(
+            "prediction_api_feature_drifted",
+            "1 when the monitor's last check flagged the feature as drifted.",
+            ["model", "version", "feature"],
+            registry=registry,
+        )
+        self.drifted_share = Gauge(
+            "prediction_api_drifted_feature_share",
+            "Share of the features flagged as drifted in the monitor's last check.",
+            ["model", "version"],
+            registry=registry,
+        )
+        self.live_metric = Gauge(
+            "prediction_api_live_metric",
+            "The model's metrics on the requests that got feedback labels, as of the "
+            "monitor's last check.",
+            ["model", "version", "metric"],
+            registry=registry,
+        )
+        self._log_children = {
+            outcome: self.log_rows.labels(outcome) for outcome in ("written", "dropped")
+        }
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
         self._row_children: dict[str, Any] = {}
+        self._input_children: dict[tuple[str, str], Any] = {}
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         key = (route, method, status)
@@ -125,6 +172,36 @@ class Metrics:
         if child is None:
             child = self._row_children[route] = self.rows.labels(route)
         child.inc(rows)
+
+    def input_values(self, counts: dict[str, int], kind: str) -> None:
+        """Add ``counts`` (feature → values) to the ``kind`` counters. Features come from the
+        served model's signature, never from the client, so the series stay bounded."""
+        for feature, count in counts.items():
+            key = (feature, kind)
+            child = self._input_children.get(key)
+            if child is None:
+                child = self._input_children[key] = self.input_issues.labels(feature, kind)
+            child.inc(count)
+
+    def log_written(self, rows: int) -> None:
+        self._log_children["written"].inc(rows)
+
+    def log_dropped(self, rows: int) -> None:
+        self._log_children["dropped"].inc(rows)
+
+    def last_check(self, model: str, version: str, check: dict[str, Any]) -> None:
+        """Show the monitor's last check of the served version (``monitoring.last_check``)."""
+        for gauge in (self.feature_psi, self.feature_drifted, self.drifted_share, self.live_metric):
+            gauge.clear()
+        for feature, value in check.get("psi", {}).items():
+            self.feature_psi.labels(model, version, feature).set(value)
+            self.feature_drifted.labels(model, version, feature).set(
+                float(feature in check["drifted_features"])
+            )
+        if "drifted_share" in check:
+            self.drifted_share.labels(model, version).set(check["drifted_share"])
+        for metric, value in check.get("live", {}).items():
+            self.live_metric.labels(model, version, metric).set(value)
 
     def model_loaded(self, name: str, version: str, run_id: str, at: float) -> None:
         self.model_info.clear()

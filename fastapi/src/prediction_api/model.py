@@ -9,6 +9,7 @@ never mixes two versions inside one request.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,8 +28,11 @@ from ml_model.engine import (
     difference,
     pipeline_prediction,
 )
+from ml_model.monitoring.store import StoreError, VersionTable
 from prediction_api.features import Feature, Kind, SignatureError, features_from_signature
-from prediction_api.validation import Validator
+from prediction_api.inputs import Inputs, Validator
+
+logger = logging.getLogger("prediction_api")
 
 
 class SmokeTestError(ValueError):
@@ -45,19 +49,18 @@ class ModelFiles:
 
 
 def read_model_files(model_dir: Path) -> ModelFiles:
-    """The signature and input example of an MLflow model folder (no MLflow import)."""
-    import yaml
+    """The signature and input example of an MLflow model folder."""
+    from mlflow.models import Model
 
-    meta = yaml.safe_load((model_dir / "MLmodel").read_text())
-    raw = meta.get("signature") or {}
-    signature = {
-        key: json.loads(raw[key]) if isinstance(raw.get(key), str) else raw.get(key)
-        for key in ("inputs", "outputs")
-    }
+    meta = Model.load(model_dir)
+    signature: dict[str, Any] = {"inputs": None, "outputs": None}
+    if meta.signature is not None:
+        stored = meta.signature.to_dict()
+        signature = {key: json.loads(stored[key]) if stored.get(key) else None for key in signature}
     example: list[dict[str, Any]] = []
-    info = meta.get("saved_input_example_info") or {}
+    info = meta.saved_input_example_info or {}
     path = model_dir / str(info.get("artifact_path", "input_example.json"))
-    if info and path.is_file():
+    if info and path.is_file():  # read as stored: integers stay integers
         example = _example_records(json.loads(path.read_text()))
     return ModelFiles(signature=signature, input_example=example)
 
@@ -87,7 +90,8 @@ class LoadedModel:
     input_example: list[dict[str, Any]]
     features: tuple[Feature, ...]
     compiled: CompiledModel = field(repr=False)
-    validator: Validator = field(repr=False)
+    inputs: Inputs = field(repr=False)
+    log_table: VersionTable | None = field(default=None, repr=False)  # None: not logged
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
@@ -150,8 +154,23 @@ def build_model(
         input_example=files.input_example,
         features=features,
         compiled=compiled,
-        validator=Validator(ordered, max_rows),
+        inputs=Inputs(ordered, compiled, max_rows),
+        log_table=prediction_log_table(name, version, features, compiled.is_classifier),
     )
+
+
+def prediction_log_table(
+    name: str, version: str, features: Sequence[Feature], classifier: bool
+) -> VersionTable | None:
+    """Where the prediction log keeps this version's requests; None (and a warning) when its
+    features cannot be stored: the version is served all the same, without a log."""
+    try:
+        return VersionTable.for_version(
+            name, version, {f.name: f.mlflow_type for f in features}, regression=not classifier
+        )
+    except StoreError as exc:
+        logger.warning("%s v%s is not logged for monitoring: %s", name, version, exc)
+        return None
 
 
 def engine_order(features: Sequence[Feature], compiled: CompiledModel) -> tuple[Feature, ...]:

@@ -32,6 +32,13 @@ NO_MODEL_RECORD = {
 }
 
 
+# /invocations also takes MLflow's table formats, read with pandas.
+TABLE_MEDIA = {
+    "text/csv": {"schema": {"type": "string", "description": "A header row, then the rows."}},
+    "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}},
+}
+
+
 def _body(schema: dict[str, Any], examples: dict[str, Any]) -> dict[str, Any]:
     media: dict[str, Any] = {"schema": schema}
     if examples:
@@ -74,9 +81,9 @@ def model_openapi(
             },
             "dataframe_records": {"dataframe_records": examples},
         }
-    paths["/invocations"]["post"]["requestBody"] = _body(
-        invocations_body_schema(features, max_rows), invocation_examples
-    )
+    invocations = _body(invocations_body_schema(features, max_rows), invocation_examples)
+    invocations["content"].update(copy.deepcopy(TABLE_MEDIA))
+    paths["/invocations"]["post"]["requestBody"] = invocations
     if auth:
         components["securitySchemes"] = {
             "bearer": {"type": "http", "scheme": "bearer", "description": "An API key."},

@@ -20,6 +20,16 @@ class ErrorBody(BaseModel):
     detail: list[Problem]
 
 
+class MlflowErrorBody(BaseModel):
+    """The error body of ``mlflow models serve``, which ``/invocations`` keeps."""
+
+    error_code: str = Field(
+        description="MLflow's code: BAD_REQUEST, INVALID_PARAMETER_VALUE (a missing column), "
+        "UNAUTHENTICATED, RESOURCE_EXHAUSTED, TEMPORARILY_UNAVAILABLE."
+    )
+    message: str = Field(description="What is wrong, naming the column, row and value.")
+
+
 class PredictResponse(BaseModel):
     model: str = Field(description="Registered model name.")
     version: str = Field(description="Registered model version that answered.")
@@ -63,6 +73,10 @@ class ModelBody(BaseModel):
     features: list[dict[str, Any]]
     input_example: list[dict[str, Any]]
     loaded_at: str
+    monitoring: dict[str, Any] = Field(
+        description="The monitor's last check of this version: state, rows, drifted features, "
+        "PSI per feature, live metrics from feedback labels."
+    )
 
 
 class ReloadBody(BaseModel):
@@ -80,4 +94,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "Missing or invalid API key (when keys are set)."}
+}
+INVOCATION_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": MlflowErrorBody, "description": "Malformed body or values MLflow refuses."},
+    401: {"model": MlflowErrorBody, "description": "Missing or invalid API key (when set)."},
+    413: {"model": MlflowErrorBody, "description": "Body too large."},
+    415: {"model": MlflowErrorBody, "description": "Content type other than JSON, CSV, Parquet."},
+    503: {"model": MlflowErrorBody, "description": "No model loaded yet."},
 }

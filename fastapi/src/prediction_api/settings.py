@@ -93,6 +93,34 @@ class ApiSettings(BaseSettings):
         description="Uvicorn worker processes; each loads its own copy of the model.",
     )
 
+    monitoring_url: str | None = Field(
+        default=None,
+        repr=False,
+        validation_alias="MONITORING_DB_URL",
+        description="Database of the prediction log (SQLAlchemy URL); unset means SQLite at "
+        "$ML_MODEL_HOME/monitoring.db (default ./.mlops).",
+    )
+    monitoring_password: str | None = Field(
+        default=None,
+        repr=False,
+        validation_alias="MONITORING_DB_PASSWORD",
+        description="Password for MONITORING_DB_URL's user, kept out of the URL.",
+    )
+    log_sample_rate: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=1.0,
+        validation_alias="API_LOG_SAMPLE_RATE",
+        description="Share of answered requests written to the prediction log (0 turns it off).",
+    )
+    log_queue_rows: int = Field(
+        default=100_000,
+        ge=1,
+        validation_alias="API_LOG_QUEUE_ROWS",
+        description="Rows the prediction log holds in memory while writing; more are dropped "
+        "(and counted) rather than slowing requests down.",
+    )
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
@@ -115,8 +143,16 @@ class ApiSettings(BaseSettings):
     def model_uri(self) -> str:
         return f"models:/{self.model_name}@{self.model_alias}"
 
+    @property
+    def monitoring_store_url(self) -> str:
+        """The prediction log's URL; holds the password, never log it."""
+        from ml_model.monitoring.store import store_url
+        from ml_model.settings import load_settings as trainer_settings
 
-_SECRET_FIELDS = {"API_KEYS"}
+        return store_url(self.monitoring_url, self.monitoring_password, trainer_settings().home)
+
+
+_SECRET_FIELDS = {"API_KEYS", "MONITORING_DB_URL", "MONITORING_DB_PASSWORD"}
 
 
 def load_settings(**overrides: object) -> ApiSettings:

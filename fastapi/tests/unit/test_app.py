@@ -14,13 +14,15 @@ import numpy as np
 import pytest
 
 from ml_model.config import Task
-from prediction_api import app as app_module
+from prediction_api.coalescer import Coalescer
 from prediction_api.errors import MAX_PROBLEMS
-from prediction_api.hot import INLINE_BODY_BYTES, Coalescer
+from prediction_api.hot import INLINE_BODY_BYTES
 from prediction_api.model import SmokeTestError
+from prediction_api.routes import admin
 from tools.processes import wait_until
 
 KEY = "k" * 24
+JSON_HEADER = {"Content-Type": "application/json"}
 OTHER_KEY = "o" * 24
 
 
@@ -46,12 +48,22 @@ def assert_error_body(response: Any, status: int) -> list[dict[str, Any]]:
     return list(detail)
 
 
+def assert_mlflow_error(response: Any, status: int, code: str = "BAD_REQUEST") -> str:
+    """``/invocations`` errors are shaped as ``mlflow models serve`` shapes them."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error_code", "message"} and body["error_code"] == code, body
+    assert isinstance(body["message"], str) and body["message"]
+    return str(body["message"])
+
+
 def test_predict_one_record_and_a_batch(api: Any, served: Any) -> None:
     example = served.input_example
     with api() as client:
         one = client.post("/predict", json=example[0]).json()
         many = client.post("/predict", json=example).json()
-    expected = served.predict(served.validator.records(example, ("body",))).values
+    expected = served.predict(served.inputs.records(example, ("body",))).values
     assert one["model"] == "test-model" and one["version"] == "1" and one["run_id"] == "run-1"
     assert one["predictions"] == pytest.approx([float(expected[0])], rel=1e-6)
     assert many["predictions"] == pytest.approx([float(v) for v in expected], rel=1e-6)
@@ -73,7 +85,7 @@ def test_classifiers_answer_labels_and_probabilities(
     np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-5)
     best = [answer["classes"][i] for i in proba.argmax(axis=1)]
     assert best == answer["predictions"]
-    expected = model.predict(model.validator.records(model.input_example, ("body",)))
+    expected = model.predict(model.inputs.records(model.input_example, ("body",)))
     assert answer["predictions"] == expected.values
     np.testing.assert_allclose(proba, expected.probabilities, rtol=1e-6)
 
@@ -84,20 +96,32 @@ def test_big_batches_are_predicted_off_the_event_loop(api: Any, served: Any) -> 
     assert len(body) > INLINE_BODY_BYTES
     with api() as client:
         answer = client.post("/predict", content=body).json()
-    expected = served.predict(served.validator.records(records, ("body",))).values
+    expected = served.predict(served.inputs.records(records, ("body",))).values
     np.testing.assert_allclose(answer["predictions"], expected, rtol=1e-6)
 
 
 def test_invocations_speaks_mlflow_formats(api: Any, served: Any) -> None:
+    """Every format MLflow's scoring server takes; its answers hold the booster's float32
+    values written as doubles, as MLflow writes them."""
     example = served.input_example
     columns = list(example[0])
     split = {"columns": columns, "data": [[r[c] for c in columns] for r in example]}
+    csv = "\n".join([",".join(columns), *(",".join(map(str, row)) for row in split["data"])])
+    by_column = {c: [r[c] for r in example] for c in columns}
     with api() as client:
         ours = client.post("/predict", json=example).json()["predictions"]
-        by_split = client.post("/invocations", json={"dataframe_split": split})
-        by_records = client.post("/invocations", json={"dataframe_records": example})
-    assert by_split.json() == {"predictions": ours}
-    assert by_records.json() == {"predictions": ours}
+        expected = {"predictions": [float(np.float32(v)) for v in ours]}
+        for body in (
+            {"dataframe_split": split},
+            {"dataframe_records": example},
+            {"instances": example},
+            {"inputs": example},
+            {"inputs": by_column},
+            {"dataframe_records": example, "params": {"anything": 1}},
+        ):
+            assert client.post("/invocations", json=body).json() == expected, body
+        by_csv = client.post("/invocations", content=csv, headers={"Content-Type": "text/csv"})
+        assert by_csv.json() == expected
 
 
 def test_not_ready_until_a_model_appears_then_serves_without_restart(
@@ -136,7 +160,15 @@ def test_client_errors_are_4xx_with_the_standard_body(api: Any, served: Any) -> 
         bad = assert_error_body(client.post("/predict", json=[record, {**record, name: "x"}]), 422)
         assert (bad[0]["row"], bad[0]["field"]) == (1, name)
         assert_error_body(client.post("/predict", json=[]), 422)
-        assert_error_body(client.post("/invocations", json={"inputs": [1]}), 422)
+        assert_mlflow_error(client.post("/invocations", json={"inputs": [1]}), 400)
+        assert_mlflow_error(client.post("/invocations", content=b"{"), 415)
+        wrong = {"Content-Type": "text/plain"}
+        assert_mlflow_error(client.post("/invocations", content=b"{}", headers=wrong), 415)
+        missing = {"dataframe_records": [{k: v for k, v in record.items() if k != name}]}
+        message = assert_mlflow_error(
+            client.post("/invocations", json=missing), 400, "INVALID_PARAMETER_VALUE"
+        )
+        assert name in message
         assert client.get("/nowhere").status_code == 404
         assert client.get("/predict").status_code == 405
 
@@ -176,7 +208,8 @@ def test_auth_on(api: Any, served: Any) -> None:
             {"X-API-Key": KEY},
         ):
             assert client.post("/predict", json=record, headers=headers).status_code == 200
-        assert_error_body(client.post("/invocations", json={"dataframe_records": [record]}), 401)
+        records = {"dataframe_records": [record]}
+        assert_mlflow_error(client.post("/invocations", json=records), 401, "UNAUTHENTICATED")
         assert_error_body(client.post("/admin/reload"), 401)
         assert client.post("/admin/reload", headers={"X-API-Key": KEY}).status_code == 200
         for path in ("/health", "/ready", "/metrics"):
@@ -203,6 +236,21 @@ def test_metrics(api: Any, served: Any) -> None:
     assert 'prediction_api_request_duration_seconds_bucket{le="0.01",route="/predict"}' in text
     assert "prediction_api_model_version 1.0" in text
     assert 'prediction_api_model_info{name="test-model",run_id="run-1",version="1"} 1.0' in text
+
+
+def test_metrics_count_what_the_model_cannot_use_as_sent(api: Any, served: Any) -> None:
+    categorical = next(f.name for f in served.features if f.kind.value == "categorical")
+    numeric = next(f.name for f in served.features if f.mlflow_type == "double")
+    record = served.input_example[0]
+    unseen = [{**record, categorical: "never seen"}, {**record, categorical: " also new "}]
+    with api() as client:
+        assert client.post("/predict", json=unseen).status_code == 200
+        coerced = {"dataframe_records": [{**record, numeric: "1.5"}, {**record, numeric: True}]}
+        assert client.post("/invocations", json=coerced).status_code == 200
+        text = client.get("/metrics").text
+    counter = "prediction_api_input_values_total"
+    assert f'{counter}{{feature="{categorical}",kind="unseen_category"}} 2.0' in text
+    assert f'{counter}{{feature="{numeric}",kind="coerced"}} 2.0' in text
 
 
 def test_openapi_follows_the_model(
@@ -269,40 +317,40 @@ def test_coalesced_requests_each_use_their_own_model(fit: Any, load: Any) -> Non
     async def both() -> list[np.ndarray]:
         coalescer = Coalescer()
         jobs = [
-            coalescer.predict(model.compiled, model.validator.records(records, ("body",)))
+            coalescer.predict(model.compiled, model.inputs.records(records, ("body",)))
             for model in (first, second, first)
         ]
         return list(await asyncio.gather(*jobs))
 
     got = asyncio.run(both())
     for model, raw in zip((first, second, first), got, strict=True):
-        alone = model.predict(model.validator.records(records, ("body",))).values
+        alone = model.predict(model.inputs.records(records, ("body",))).values
         np.testing.assert_array_equal(raw, alone)
 
 
 # --- hostile input, secrets, the registry hanging ---------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("path", "body"),
-    [
-        ("/invocations", b'{"dataframe_split": {"columns": [%s], "data": [[]]}}'),
-        ("/predict", b"{%s}"),
-    ],
-)
-def test_hostile_bodies_get_one_clear_4xx(api: Any, served: Any, path: str, body: bytes) -> None:
+def test_hostile_bodies_get_one_clear_4xx(api: Any, served: Any) -> None:
     items = 300_000
-    if path == "/invocations":
-        content = body % b",".join([b'"x"'] * items)
-    else:
-        content = body % b",".join(b'"k%d":1' % i for i in range(items))
+    content = b"{%s}" % b",".join(b'"k%d":1' % i for i in range(items))
     with api() as client:
-        detail = assert_error_body(client.post(path, content=content), 422)
-    assert len(detail) == 1 and detail[0]["type"] == "too_wide"
-    assert (
-        f"{items} " in detail[0]["msg"]
-        and f"has {len(served.features)} features" in (detail[0]["msg"])
-    )
+        detail = assert_error_body(client.post("/predict", content=content), 422)
+        assert len(detail) == 1 and detail[0]["type"] == "too_wide"
+        assert (
+            f"{items} " in detail[0]["msg"]
+            and f"has {len(served.features)} features" in (detail[0]["msg"])
+        )
+        # MLflow ignores columns the model does not take: they cost reading, nothing more
+        columns = b",".join(b'"c%d"' % i for i in range(items))
+        wide = b'{"dataframe_split": {"columns": [%s], "data": [[]]}}' % columns
+        answer = client.post("/invocations", content=wide, headers=JSON_HEADER)
+        assert "missing" in assert_mlflow_error(answer, 400, "INVALID_PARAMETER_VALUE")
+        twice = b'{"dataframe_split": {"columns": [%s], "data": [[]]}}' % b",".join(
+            [b'"x"'] * items
+        )
+        answer = client.post("/invocations", content=twice, headers=JSON_HEADER)
+        assert "twice" in assert_mlflow_error(answer, 400)
 
 
 def test_an_answer_lists_at_most_the_cap_and_says_how_many_more(api: Any, served: Any) -> None:
@@ -364,7 +412,7 @@ def test_concurrent_reloads_share_one_registry_call_and_predictions_do_not_wait(
 def test_a_reload_answers_while_the_registry_still_hangs(
     api: Any, registry: Any, served: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(app_module, "RELOAD_WAIT_SECONDS", 0.2)
+    monkeypatch.setattr(admin, "RELOAD_WAIT_SECONDS", 0.2)
     with api(poll_interval_seconds=3600) as client:
         registry.answering.clear()
         recovers = threading.Timer(5, registry.answering.set)  # the registry answers at last

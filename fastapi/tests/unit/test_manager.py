@@ -120,7 +120,7 @@ def test_installed_models_leave_the_collectors_sight_and_replaced_ones_are_freed
     try:
         follower.install(first)
         tracked = {id(o) for o in gc.get_objects()}  # the permanent generation is not listed
-        assert id(first.compiled) not in tracked and id(first.validator) not in tracked
+        assert id(first.compiled) not in tracked and id(first.inputs) not in tracked
         released = weakref.ref(first)
         del first
         follower.install(second)

@@ -25,7 +25,7 @@ def test_validated_records_predict_like_the_pipeline(fit: Any, load: Any, task: 
     fitted = fit(task)
     model = load(fitted)
     records = messy_records(fitted, 300, seed=11)
-    ours = model.predict(model.validator.records(records, ("body",)))
+    ours = model.predict(model.inputs.records(records, ("body",)))
     expected = pipeline_prediction(fitted.pipeline, reference_frame(records, model.features))
     assert difference(ours, expected) <= PARITY_RTOL
 

@@ -15,7 +15,7 @@ from ml_model.engine import Columns
 from prediction_api.errors import MAX_PROBLEMS, InputError, error_body
 from prediction_api.features import Feature, Kind
 from prediction_api.http import parse_json
-from prediction_api.validation import Validator
+from prediction_api.inputs.validation import Validator
 
 FEATURES = (
     Feature("length", Kind.NUMERIC),
@@ -147,21 +147,6 @@ def test_records_far_wider_than_the_model_are_refused_as_a_whole(body: Any) -> N
     assert found[0]["msg"].startswith(f"{len(body[row])} fields; the model has 4 features")
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
-        {"dataframe_split": {"columns": ["x"] * 200_000, "data": [[]]}},
-        {"dataframe_split": {"columns": [1] * 200_000, "data": [[]]}},
-        {"dataframe_records": [{}], **{f"k{i}": 1 for i in range(199_999)}},
-    ],
-)
-def test_tables_far_wider_than_the_model_are_refused_as_a_whole(body: Any) -> None:
-    wide = Validator(FEATURES, max_rows=10)
-    found = problems(wide.invocations_body, body)
-    assert [p["type"] for p in found] == ["too_wide"]
-    assert "200000" in found[0]["msg"] and "the model has 4 features" in found[0]["msg"]
-
-
 def test_keys_up_to_the_width_limit_are_named_one_by_one() -> None:
     wide = Validator(FEATURES, max_rows=10)
     extra = {f"k{i}": 1 for i in range(wide.max_keys - len(FEATURES))}
@@ -172,63 +157,6 @@ def test_keys_up_to_the_width_limit_are_named_one_by_one() -> None:
 def test_invalid_utf8_is_left_to_the_json_parser(validator: Validator) -> None:
     assert validator.decode_predict(b'{"\xff": 1}') is None
     assert validator.decode_predict(b'{"length": "\xff"}') is None
-
-
-def test_dataframe_split(validator: Validator) -> None:
-    body = {
-        "dataframe_split": {
-            "columns": ["sex", "island", "count", "length"],
-            "data": [[None, "Dream", 3, 1.5], ["male", "Biscoe", None, 2]],
-        }
-    }
-    batch = validator.invocations_body(body)
-    np.testing.assert_array_equal(batch.numeric[0], [1.5, 3.0])
-    assert batch.categorical == (("Dream", "Biscoe"), (None, "male"))
-
-
-def test_dataframe_split_problems(validator: Validator) -> None:
-    body = {
-        "dataframe_split": {
-            "columns": ["sex", "island", "length", "color"],
-            "data": [[None, "Dream", 1.5, 0], [1, "x"]],
-        }
-    }
-    found = problems(validator.invocations_body, body)
-    assert short(found) == [
-        (None, "color", "extra_forbidden"),
-        (None, "count", "missing"),
-        (1, None, "type_error"),
-    ]
-    bad_value = {"dataframe_split": {"columns": list(GOOD), "data": [[1, 2, "a", 5]]}}
-    assert short(problems(validator.invocations_body, bad_value)) == [(0, "sex", "type_error")]
-    assert problems(validator.invocations_body, bad_value)[0]["loc"] == [
-        "body",
-        "dataframe_split",
-        "data",
-        0,
-        "sex",
-    ]
-
-
-def test_dataframe_records(validator: Validator) -> None:
-    assert validator.invocations_body({"dataframe_records": [GOOD, GOOD]}).rows == 2
-    found = problems(validator.invocations_body, {"dataframe_records": [{**GOOD, "x": 1}]})
-    assert found[0]["loc"] == ["body", "dataframe_records", 0, "x"]
-
-
-@pytest.mark.parametrize(
-    "body",
-    [
-        {"instances": [[1]]},
-        {"dataframe_records": [GOOD], "dataframe_split": {}},
-        {"dataframe_records": {"a": 1}},
-        {"dataframe_split": []},
-        {"dataframe_split": {"columns": "length", "data": []}},
-        [GOOD],
-    ],
-)
-def test_other_invocation_bodies_are_refused(validator: Validator, body: Any) -> None:
-    assert problems(validator.invocations_body, body)
 
 
 def random_value(rng: np.random.Generator) -> Any:

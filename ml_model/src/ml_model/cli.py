@@ -96,13 +96,23 @@ def train(
 ) -> None:
     """Train, evaluate, log, register, and promote when better than the champion."""
     from ml_model.config import load_config
+    from ml_model.data import load_data
 
-    loaded = load_config(config, overrides or [])  # a bad config fails before heavy imports
+    # a bad config or table fails in a second or two, before the seconds of importing MLflow
+    # and XGBoost (ml_model.train)
+    loaded = load_config(config, overrides or [])
+    if loaded.engine.kind == "spark":  # the table is read by the cluster, not here
+        from ml_model.spark.session import require_spark
+
+        require_spark()
+        frame = None
+    else:
+        frame = load_data(loaded.data)
     from ml_model import links
     from ml_model.settings import load_settings
     from ml_model.train import train as run_training
 
-    result = run_training(loaded, config)
+    result = run_training(loaded, config, frame)
     typer.echo(
         f"run {result.run_id}: {result.registered_model} v{result.version} "
         f"({result.task}) " + " ".join(f"{k}={v:.4g}" for k, v in result.metrics.items())
@@ -134,11 +144,29 @@ def predict(
     allow_missing_columns: Annotated[
         bool, typer.Option(help="Score the model's columns the input lacks as missing.")
     ] = False,
+    sep: Annotated[
+        str | None, typer.Option(help="CSV separator, one character (default: sniffed).")
+    ] = None,
+    decimal: Annotated[str | None, typer.Option(help="CSV decimal mark: . or ,")] = None,
+    encoding: Annotated[str | None, typer.Option(help="CSV encoding (default utf-8).")] = None,
+    na_values: Annotated[
+        list[str] | None,
+        typer.Option("--na-value", help="CSV text read as missing (repeatable)."),
+    ] = None,
 ) -> None:
     """Score a file in batch, streamed in chunks; writes the input columns plus predictions."""
+    from pydantic import ValidationError
+
+    from ml_model.config import CsvConfig, describe_validation_error
     from ml_model.predict import predict_file
 
-    result = predict_file(model_uri, input, output, chunk_rows, allow_missing_columns)
+    given = {"sep": sep, "decimal": decimal, "encoding": encoding, "na_values": na_values}
+    options = {k: v for k, v in given.items() if v is not None}
+    try:
+        csv = CsvConfig.model_validate(options) if options else None
+    except ValidationError as exc:
+        raise UserError(f"invalid CSV options: {describe_validation_error(exc)}") from None
+    result = predict_file(model_uri, input, output, chunk_rows, allow_missing_columns, csv)
     for warning in [*result.warnings, *result.report.lines()]:
         typer.echo(f"warning: {warning}", err=True)
     rate = result.rows / result.seconds if result.seconds > 0 else float("inf")
@@ -208,3 +236,66 @@ def rollback(name: str) -> None:
     tracking.connect()
     old, new = registry.rollback(MlflowClient(), name)
     typer.echo(f"{name}: champion rolled back from v{old} to v{new}")
+
+
+@app.command()
+@reporting_errors
+def score(
+    model_uri: Annotated[str, typer.Option(help="models:/NAME@ALIAS (pinned once) or NAME/VER.")],
+    input: Annotated[
+        str, typer.Option("--input", "-i", help="CSV/Parquet file, folder, glob or s3:// URI.")
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="New folder for the output.")],
+    engine: Annotated[str, typer.Option(help="local (this process) or spark.")] = "local",
+    spark_master: Annotated[
+        str | None,
+        typer.Option(help="Spark master URL: spark://host:7077, local[4] (default local[*])."),
+    ] = None,
+    key_columns: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated input columns to keep (default: every column)."),
+    ] = None,
+) -> None:
+    """Score files in batch with one pinned model version; writes Parquet parts, rejected rows
+    with their reason under _rejects/, and _manifest.json last."""
+    from ml_model.score import score_job
+
+    keys = [k.strip() for k in key_columns.split(",") if k.strip()] if key_columns else None
+    result = score_job(model_uri, input, output, engine, spark_master, keys)
+    for line in result.report.lines():
+        typer.echo(f"warning: {line}", err=True)
+    model = result.manifest["model"]
+    rate = result.manifest["rows_per_s"]
+    typer.echo(
+        f"scored {result.rows} rows ({result.rejects} rejected) with {model['name']} "
+        f"v{model['version']} into {output} ({rate:.0f} rows/s); MLflow run {result.run_id}"
+    )
+
+
+@app.command()
+@reporting_errors
+def monitor(
+    model: Annotated[
+        list[str] | None,
+        typer.Option(help="Registered model to watch (repeatable; default: every one)."),
+    ] = None,
+    window: Annotated[str, typer.Option(help="Traffic to compare: 30m, 24h, 7d.")] = "24h",
+    once: Annotated[bool, typer.Option(help="Check once and exit.")] = False,
+    every: Annotated[str, typer.Option(help="Time between checks unless --once.")] = "15m",
+    min_rows: Annotated[
+        int, typer.Option(min=1, help="Rows a version needs in the window to be checked.")
+    ] = 100,
+    heartbeat: Annotated[
+        Path | None, typer.Option(help="File touched after each round (for health checks).")
+    ] = None,
+) -> None:
+    """Compare each served version's traffic with its training reference (drift), score it
+    against feedback labels (live metrics), and log one MLflow run per check in the experiment
+    monitoring/<model>."""
+    from ml_model.monitoring.monitor import parse_window, run_monitor
+
+    try:
+        span, pause = parse_window(window), None if once else parse_window(every)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    run_monitor(model or [], span, pause, min_rows, echo=typer.echo, heartbeat=heartbeat)

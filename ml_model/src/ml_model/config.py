@@ -5,6 +5,7 @@ Every model forbids unknown keys, so a typo fails at load with a message naming 
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import os
@@ -14,7 +15,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ml_model.errors import UserError
 from ml_model.links import redacted
@@ -30,6 +39,38 @@ class Task(StrEnum):
     MULTICLASS = "multiclass"
 
 
+class CsvConfig(Strict):
+    """How a CSV source is read: ``pandas.read_csv``'s options of the same names.
+
+    ``sep`` is one character; when omitted it is sniffed from the file's first 8 KiB among
+    ``,`` ``;`` tab and ``|`` (``,`` when none splits the lines consistently), and the run
+    records the separator it read with. ``na_values`` are cell texts read as missing besides
+    pandas' own markers (empty, ``NA``, ``NaN``, ``null``, ...).
+    """
+
+    sep: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1,
+        description="Column separator, one character; sniffed from the file when omitted.",
+    )
+    decimal: Literal[".", ","] = "."
+    encoding: str = Field(default="utf-8", min_length=1)
+    na_values: list[str] = Field(default_factory=list, max_length=100)
+
+    @model_validator(mode="after")
+    def _readable(self) -> CsvConfig:
+        if self.sep is not None and self.sep in '"\r\n':
+            raise ValueError(f"sep cannot be {self.sep!r} (a quote or line break)")
+        if self.sep == self.decimal:
+            raise ValueError(f"sep and decimal are both {self.sep!r}")
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ValueError(f"unknown encoding '{self.encoding}'") from None
+        return self
+
+
 class DataConfig(Strict):
     """Where the table comes from and which column is the target.
 
@@ -39,7 +80,7 @@ class DataConfig(Strict):
     holds that URL, read when the config loads and never written anywhere. The run records
     ``sql_url`` only with its password replaced by ``***`` (``links.redacted``); use
     ``connection_url`` to connect and keep the password itself out of files with
-    ``sql_url_env``.
+    ``sql_url_env``. ``csv`` says how a CSV source is read (``CsvConfig``).
     """
 
     source: str | None = None
@@ -53,6 +94,7 @@ class DataConfig(Strict):
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
         description="Environment variable holding the SQLAlchemy URL (instead of sql_url).",
     )
+    csv: CsvConfig = Field(default_factory=CsvConfig)
     target: str = Field(min_length=1)
     drop_columns: list[str] = Field(default_factory=list)
     numeric_columns: list[str] = Field(default_factory=list)
@@ -74,6 +116,8 @@ class DataConfig(Strict):
         for key in ("sql_url", "sql_url_env"):
             if self.source is not None and getattr(self, key) is not None:
                 raise ValueError(f"'{key}' only goes with 'query'")
+        if "csv" in self.model_fields_set and (self.query is not None or self.format == "parquet"):
+            raise ValueError("'csv' only goes with a CSV source")
         if self.sql_url_env is not None:
             self._env_url = os.environ.get(self.sql_url_env) or None
             if self._env_url is None:
@@ -112,6 +156,34 @@ class FeaturesConfig(Strict):
     categorical_imputation: Literal["most_frequent", "constant"] = Field(
         default="constant", description="constant fills missing categories with 'missing'."
     )
+    # 100 one-hot columns per categorical column at most: far above the levels of an ordinary
+    # categorical column (the bundled tables have at most 3), so their encoding is unchanged,
+    # while a forgotten identifier or free-text column costs at most 800 bytes a row (float64)
+    # instead of 8 bytes per distinct value.
+    max_categories: int | None = Field(
+        default=100,
+        ge=2,
+        strict=True,
+        description="One-hot columns per categorical column at most, the 'infrequent' column "
+        "included: the most frequent categories keep their own; null: no cap.",
+    )
+    min_frequency: int | float | None = Field(
+        default=None,
+        description="Categories seen fewer times than this count (an integer), or in a smaller "
+        "share of the training rows (0 < share < 1), share one 'infrequent' column.",
+    )
+
+    @field_validator("min_frequency", mode="before")
+    @classmethod
+    def _count_or_share(cls, value: Any) -> Any:
+        counts = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        share = isinstance(value, float) and 0.0 < value < 1.0
+        if value is not None and not (counts or share):
+            raise ValueError(
+                "give a count (an integer, at least 1) or a share of the training rows "
+                "(a number between 0 and 1), or null"
+            )
+        return value
 
     @model_validator(mode="after")
     def _indicator_needs_imputation(self) -> FeaturesConfig:
@@ -123,12 +195,41 @@ class FeaturesConfig(Strict):
         return self
 
 
+# The most items a list in model.params may hold: XGBoost's list parameters (eval_metric,
+# monotone_constraints) are short; longer or nested values go in XGBoost's string forms
+# ("(1,0,-1)", "[[0, 1], [2, 3]]").
+MAX_PARAM_ITEMS = 256
+ParamScalar = str | int | float | bool | None
+
+
+def _is_scalar(value: object) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
+
+
 class ModelConfig(Strict):
-    """XGBoost estimator settings; ``params`` pass straight through to XGBoost."""
+    """XGBoost estimator settings; ``params`` pass straight through to XGBoost. Each params
+    value is a scalar (number, string, boolean, null) or a list of at most MAX_PARAM_ITEMS
+    scalars."""
 
     device: Literal["cpu", "cuda"] = "cpu"
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, ParamScalar | list[ParamScalar]] = Field(default_factory=dict)
     early_stopping_rounds: int | None = Field(default=None, gt=0)
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _scalar_params(cls, params: object) -> object:
+        # before pydantic's own checks: one message per key instead of one per union member
+        for key, value in params.items() if isinstance(params, dict) else ():
+            if isinstance(value, list) and len(value) > MAX_PARAM_ITEMS:
+                raise ValueError(
+                    f"'{key}' is a list of {len(value)} items, more than {MAX_PARAM_ITEMS}"
+                )
+            if not (_is_scalar(value) or (isinstance(value, list) and all(map(_is_scalar, value)))):
+                raise ValueError(
+                    f"'{key}' must be a number, string, boolean or null, or a list of them, "
+                    f"not {type(value).__name__} (nested values go in XGBoost's string form)"
+                )
+        return params
 
     @model_validator(mode="after")
     def _no_reserved_params(self) -> ModelConfig:
@@ -196,6 +297,84 @@ class PromotionConfig(Strict):
         return self
 
 
+# Spark memory sizes as spark.executor.memory takes them: a number and a unit (k, m, g, t).
+SPARK_MEMORY = r"^[1-9][0-9]*[kKmMgGtT]$"
+# Spark masters: local, local[N], local[*], spark://host:port[,host:port...], yarn, k8s://...
+SPARK_MASTER = (
+    r"^(local(\[([1-9][0-9]*|\*)\])?|spark://[^\s/]+:[0-9]+(,[^\s/]+:[0-9]+)*|yarn|k8s://\S+)$"
+)
+
+
+class SparkEngineConfig(Strict):
+    """Where and how ``engine.kind: spark`` trains (``ml_model.spark.train``)."""
+
+    master: str = Field(
+        default="local[*]",
+        pattern=SPARK_MASTER,
+        description="local, local[N], local[*], spark://host:port, yarn or k8s://...",
+    )
+    num_workers: int = Field(
+        default=2,
+        ge=1,
+        le=4096,
+        description="XGBoost workers, one Spark task slot each: the run checks before it "
+        "starts that the cluster has this many free slots (a barrier stage waits for all).",
+    )
+    executor_memory: str | None = Field(
+        default=None, pattern=SPARK_MEMORY, description="spark.executor.memory, e.g. 4g."
+    )
+    preprocessing_sample_rows: int = Field(
+        default=100_000,
+        ge=100,
+        le=10_000_000,
+        description="Training rows the driver fits the column types on; category lists and "
+        "statistics come from every training row.",
+    )
+    conf: dict[str, str] = Field(
+        default_factory=dict, description="Further spark.* settings, passed through."
+    )
+
+    @field_validator("conf", mode="before")
+    @classmethod
+    def _spark_settings(cls, conf: object) -> object:
+        reserved = {"spark.master": "master", "spark.executor.memory": "executor_memory"}
+        for key, value in conf.items() if isinstance(conf, dict) else ():
+            if not isinstance(key, str) or not key.startswith("spark."):
+                raise ValueError(f"'{key}' is not a Spark setting (they start with 'spark.')")
+            if key in reserved:
+                raise ValueError(f"set '{key}' with engine.spark.{reserved[key]}, not in conf")
+            if isinstance(value, dict | list) or value is None:
+                raise ValueError(f"'{key}' must be a string, number or boolean")
+        if isinstance(conf, dict):
+            return {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in conf.items()}
+        return conf
+
+
+class EngineConfig(Strict):
+    """Where the run trains: ``local`` (this process, pandas and XGBoost) or ``spark`` (a Spark
+    cluster: distributed read, split, transform and XGBoost fit; the same registered model)."""
+
+    kind: Literal["local", "spark"] = "local"
+    spark: SparkEngineConfig = Field(default_factory=SparkEngineConfig)
+
+    @model_validator(mode="after")
+    def _spark_block_needs_spark(self) -> EngineConfig:
+        if self.kind == "local" and "spark" in self.model_fields_set:
+            raise ValueError("'spark' settings only apply with kind: spark")
+        return self
+
+
+def _engine_problem(config: TrainConfig) -> str | None:
+    """What ``engine.kind: spark`` cannot do with the rest of ``config``, or None."""
+    if config.engine.kind != "spark":
+        return None
+    if config.data.query is not None:
+        return "engine.kind spark reads files (Parquet or CSV); data.query needs kind: local"
+    if config.training.cv_folds:
+        return "training.cv_folds is not supported with engine.kind spark; set it to null"
+    return None
+
+
 class TrainConfig(Strict):
     data: DataConfig
     task: Task | None = Field(default=None, description="Inferred from the target when omitted.")
@@ -204,6 +383,14 @@ class TrainConfig(Strict):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     mlflow: MlflowConfig
     promotion: PromotionConfig = Field(default_factory=PromotionConfig)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+
+    @model_validator(mode="after")
+    def _engine_fits(self) -> TrainConfig:
+        problem = _engine_problem(self)
+        if problem:
+            raise ValueError(problem)
+        return self
 
     @model_validator(mode="after")
     def _metric_fits_task(self) -> TrainConfig:
@@ -263,7 +450,7 @@ def public_config_text(text: str) -> str | None:
     keeping comments and layout; when its password still shows elsewhere (a comment, an escaped
     string), the file is rewritten from its parsed content instead, without comments."""
     try:
-        raw = yaml.safe_load(text)
+        raw = _parse_yaml(text)
     except yaml.YAMLError:
         return None
     data = raw.get("data") if isinstance(raw, dict) else None
@@ -280,14 +467,40 @@ def public_config_text(text: str) -> str | None:
     return note + yaml.safe_dump(rewritten, sort_keys=False)
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """The safe loader refusing aliases (``*name``): a config needs none, and a few hundred
+    bytes of nested aliases expand to billions of nodes (a "billion laughs" file)."""
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            problem = f"YAML aliases such as *{event.anchor} are not allowed"
+            raise yaml.composer.ComposerError(None, None, problem, event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def _parse_yaml(text: str) -> Any:
+    """``text`` parsed like ``yaml.safe_load``, except that an alias raises yaml.YAMLError
+    naming its line, before anything is expanded."""
+    return yaml.load(text, Loader=_NoAliasLoader)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error as one line, its problem and where (PyYAML's own text spans lines)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"{exc.problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return " ".join(str(exc).split())
+
+
 def _parse_override(item: str) -> tuple[list[str], Any]:
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
         raise UserError(f"--set expects key.path=value, got '{item}'")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = _parse_yaml(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
-        raise UserError(f"--set {key}: value is not valid YAML: {exc}") from exc
+        raise UserError(f"--set {key}: value is not valid YAML: {_yaml_problem(exc)}") from None
     return key.strip().split("."), value
 
 
@@ -335,11 +548,13 @@ def load_config(path: Path, overrides: list[str] | None = None) -> TrainConfig:
     """Read, override and validate a YAML config. Relative local data paths are resolved
     against the config file's folder. Raises UserError naming each bad key."""
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = _parse_yaml(path.read_text()) or {}
     except FileNotFoundError:
         raise UserError(f"config file not found: {path}") from None
-    except (OSError, yaml.YAMLError) as exc:
+    except OSError as exc:
         raise UserError(f"cannot read config {path}: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise UserError(f"cannot read config {path}: {_yaml_problem(exc)}") from None
     if not isinstance(raw, dict):
         raise UserError(f"config {path}: expected a mapping at the top level")
     raw = apply_overrides(raw, overrides or [])

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import mlflow
 import skops.io
 import yaml
-from mlflow.exceptions import MlflowException
 from sklearn.pipeline import Pipeline
 from skops.io.exceptions import UntrustedTypesFoundException
 
@@ -22,6 +20,9 @@ from ml_model.pipeline import SKOPS_TRUSTED_TYPES
 
 def download_model(model_uri: str, dst: Path | None = None) -> Path:
     """Fetch a model's files (``models:/name@alias``, ``runs:/...``, a path) to a local folder."""
+    import mlflow  # here, not at the top: Spark executors load pipelines without MLflow
+    from mlflow.exceptions import MlflowException
+
     try:
         return Path(
             mlflow.artifacts.download_artifacts(

@@ -23,6 +23,7 @@ from ml_model.config import FeaturesConfig, ModelConfig, Task
 from ml_model.preprocessing import DataPreprocessor, FeatureSchema
 
 MISSING_CATEGORY = "missing"
+INFREQUENT = "(infrequent)"  # the readable name of a column's infrequent-categories feature
 
 # The pipeline's step names, named once: every reader of a fitted pipeline goes through these
 # (and the accessors below), never through string literals of its own.
@@ -74,7 +75,8 @@ class LabelEncodedClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[mi
 
 def build_encoder(features: FeaturesConfig) -> ColumnTransformer:
     """Impute (unless ``none``, optionally adding missing indicators) + scale numeric columns,
-    impute + one-hot categorical ones, dense output."""
+    impute + one-hot categorical ones (at most ``max_categories`` columns each, rare and unseen
+    categories in one "infrequent" column), dense output."""
     scaler = StandardScaler() if features.scaling == "standardize" else MinMaxScaler()
     numeric_steps: list[tuple[str, Any]] = [(SCALE, scaler)]  # scalers keep NaN as NaN
     if features.numeric_imputation != "none":
@@ -93,10 +95,20 @@ def build_encoder(features: FeaturesConfig) -> ColumnTransformer:
             ),
             # 0 and 1 are exact in float32, and the ColumnTransformer's hstack upcasts them to
             # the numeric part's float64: the same encoded matrix, while the one-hot block, its
-            # largest intermediate, takes half the memory (and time to fill).
+            # largest intermediate, takes half the memory (and time to fill). Rare categories
+            # (max_categories, min_frequency) share one "infrequent" column, and so do
+            # categories unseen in training where a column has one: unseen is closest to rare,
+            # and the trees learned that column, whereas an all-zero block never occurred in
+            # training. A column without infrequent categories encodes unseen ones as all zeros.
             (
                 ONEHOT,
-                OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=np.float32),
+                OneHotEncoder(
+                    handle_unknown="infrequent_if_exist",
+                    max_categories=features.max_categories,
+                    min_frequency=features.min_frequency,
+                    sparse_output=False,
+                    dtype=np.float32,
+                ),
             ),
         ]
     )
@@ -163,7 +175,8 @@ def xgboost_model(pipeline: Pipeline) -> XGBRegressor | XGBClassifier:
 
 
 def readable_feature_names(pipeline: Pipeline) -> list[str]:
-    """Names of the encoded features XGBoost sees: ``bill_length_mm``, ``island = Dream``."""
+    """Names of the encoded features XGBoost sees: ``bill_length_mm``, ``island = Dream``,
+    ``user_id = (infrequent)`` for a column's infrequent categories."""
     encoder: ColumnTransformer = pipeline.named_steps[ENCODE]
     names: list[str] = []
     for name, transformer, columns in encoder.transformers_:
@@ -171,6 +184,12 @@ def readable_feature_names(pipeline: Pipeline) -> list[str]:
             names.extend(transformer.get_feature_names_out(columns))
         elif name == CATEGORICAL:
             onehot: OneHotEncoder = transformer.named_steps[ONEHOT]
-            for column, categories in zip(columns, onehot.categories_, strict=True):
-                names.extend(f"{column} = {category}" for category in categories)
+            infrequent = getattr(onehot, "infrequent_categories_", [None] * len(columns))
+            for column, categories, rare in zip(
+                columns, onehot.categories_, infrequent, strict=True
+            ):
+                rare_set = set() if rare is None else set(rare)
+                names.extend(f"{column} = {c}" for c in categories if c not in rare_set)
+                if rare_set:
+                    names.append(f"{column} = {INFREQUENT}")
     return names

@@ -8,7 +8,11 @@ only once every row is scored: a failure leaves no partial file behind.
 
 CSV cells are read as text (missing markers such as an empty cell or ``NA`` as missing) and
 written back as read; the model's own DataPreprocessor parses them, as it parses a table in
-training, so no chunk's type guess can change another chunk's values.
+training, so no chunk's type guess can change another chunk's values. A CSV takes the
+options of a training source (``CsvConfig``, from the command line rather than the model's
+run: the file may come from elsewhere): the separator is sniffed unless given, and with a
+decimal comma the model's numeric columns are written back with a decimal point, as the
+model read them.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import os
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +33,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ml_model import tracking
-from ml_model.data import file_format
+from ml_model.config import CsvConfig
+from ml_model.data import SEP_ORIGINS, csv_options, file_format
 from ml_model.engine import CompiledModel, InputReport, compile_pipeline, input_report
 from ml_model.errors import UserError
 from ml_model.model_io import load_pipeline
@@ -82,21 +87,46 @@ def score(compiled: CompiledModel, frame: pd.DataFrame, report: InputReport) -> 
     return pd.concat([frame, pd.DataFrame(added, index=frame.index)], axis=1)
 
 
-def read_chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:
-    """The table at ``path`` in chunks of at most ``rows`` rows."""
+def read_chunks(
+    path: Path, rows: int, options: CsvConfig | None = None, numeric: Collection[str] = ()
+) -> Iterator[pd.DataFrame]:
+    """The table at ``path`` in chunks of at most ``rows`` rows; a CSV one read as text with
+    ``options`` (``data.csv``'s defaults when None), its ``numeric`` columns' decimal mark
+    turned into a point."""
     fmt = file_format(str(path))
+    options = options or CsvConfig()
     try:
         if fmt == "parquet":
             for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
                 yield batch.to_pandas()
-        else:
-            with pd.read_csv(path, dtype=str, chunksize=rows) as reader:
-                yield from reader
+            return
+        kwargs, origin = csv_options(str(path), options)
+        hint = "" if origin == "given" else "; pass --sep to choose"
+        logger.info(
+            "reading %s with separator %r (%s%s)", path, kwargs["sep"], SEP_ORIGINS[origin], hint
+        )
+        with pd.read_csv(path, dtype=str, chunksize=rows, **kwargs) as reader:
+            for chunk in reader:
+                yield decimal_point(chunk, numeric, options.decimal)
     except FileNotFoundError:
         raise UserError(f"input file not found: {path}") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"{path} is not {options.encoding} text ({exc.reason} at byte {exc.start}); "
+            "pass --encoding with the file's encoding"
+        ) from None
     except (OSError, ValueError, pa.ArrowException, pd.errors.ParserError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"cannot read {fmt} input {path}: {first_line}") from None
+
+
+def decimal_point(chunk: pd.DataFrame, numeric: Collection[str], decimal: str) -> pd.DataFrame:
+    """``chunk`` with the ``decimal`` mark of its ``numeric`` text columns replaced by a point,
+    the only mark the model parses (read as text, their cells keep the file's mark)."""
+    if decimal == ".":
+        return chunk
+    columns = [c for c in numeric if c in chunk.columns]
+    return chunk.assign(**{c: chunk[c].str.replace(decimal, ".", regex=False) for c in columns})
 
 
 class ChunkWriter(Protocol):
@@ -170,10 +200,14 @@ def predict_file(
     output_path: Path,
     chunk_rows: int = CHUNK_ROWS,
     allow_missing_columns: bool = False,
+    csv: CsvConfig | None = None,
 ) -> ScoreResult:
     """Score ``input_path`` into ``output_path`` chunk by chunk through the inference engine;
-    input lacking some of the model's columns is refused unless ``allow_missing_columns``."""
+    input lacking some of the model's columns is refused unless ``allow_missing_columns``.
+    A CSV input is read with ``csv`` (``read_chunks``), which only CSV input may be given."""
     file_format(str(output_path))  # fail on a bad output name before any work
+    if csv is not None and file_format(str(input_path)) != "csv":
+        raise UserError(f"CSV options only apply to CSV input, not to {input_path}")
     if chunk_rows < 1:
         raise UserError(f"chunk rows must be at least 1, not {chunk_rows}")
     if not input_path.is_file():
@@ -185,7 +219,7 @@ def predict_file(
     rows, seen, report = 0, dict[str, None](), InputReport()
     with atomic_output(output_path) as output, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
-        for chunk in read_chunks(input_path, chunk_rows):
+        for chunk in read_chunks(input_path, chunk_rows, csv, compiled.schema.numeric):
             if rows == 0:
                 check_columns(compiled, chunk, allow_missing_columns)
             output.write(score(compiled, chunk, report))

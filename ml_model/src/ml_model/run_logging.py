@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import platform
 import tempfile
 import warnings
 from collections.abc import Collection
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -86,13 +88,31 @@ def input_example(
     return example.astype(dict.fromkeys(integers, "int64"))
 
 
+def model_environment() -> dict[str, Any]:
+    """The model's conda environment: this Python, pip, and the pinned versions of the
+    libraries a stored pipeline needs (``tracking.library_versions``). MLflow writes it as
+    ``conda.yaml`` and its pip part as ``requirements.txt``. Given whole, it spares MLflow
+    building one from pip requirements, which asks for the installed pip's version to pin it
+    and warns on every run where pip is not installed (a uv environment)."""
+    versions = tracking.library_versions()
+    return {
+        "name": "mlflow-env",
+        "channels": ["conda-forge"],
+        "dependencies": [
+            f"python={platform.python_version()}",
+            "pip",
+            {"pip": [f"{n}=={v}" for n, v in versions.items() if v != "absent"]},
+        ],
+    }
+
+
 def log_model(pipeline: Pipeline, X_train: pd.DataFrame, y: pd.Series, task: Task) -> ModelInfo:
     """Store the fitted pipeline with skops (explicit trusted types), an explicit signature,
-    an input example, this package's code (so plain MLflow can load it anywhere) and pinned
-    requirements (listed, not inferred: inferring would load the model in a subprocess)."""
+    an input example, this package's code (so plain MLflow can load it anywhere) and its
+    environment with pinned requirements (``model_environment``: listed, not inferred, as
+    inferring would load the model in a subprocess)."""
     schema = feature_schema(pipeline)
     integers = integer_columns(X_train, schema)
-    versions = tracking.library_versions()
     info: ModelInfo = mlflow.sklearn.log_model(
         pipeline,
         name="model",
@@ -101,7 +121,7 @@ def log_model(pipeline: Pipeline, X_train: pd.DataFrame, y: pd.Series, task: Tas
         signature=model_signature(schema, y, task, integers),
         input_example=input_example(X_train, schema, integers),
         code_paths=[str(Path(ml_model.__file__).parent)],
-        pip_requirements=[f"{n}=={v}" for n, v in versions.items() if v != "absent"],
+        conda_env=model_environment(),
     )
     return info
 

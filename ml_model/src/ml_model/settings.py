@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class TrainerSettings(BaseSettings):
-    """Configuration of the trainer, one field per environment variable. No value is invalid."""
+    """Configuration of the trainer and the monitor, one field per environment variable."""
 
     model_config = SettingsConfigDict(
         case_sensitive=True, env_ignore_empty=True, extra="ignore", frozen=True
@@ -40,6 +40,24 @@ class TrainerSettings(BaseSettings):
         description="Where users open the MLflow UI, for the links the trainer prints; unset "
         "means the tracking server's own address (http://127.0.0.1:5000 for the embedded store).",
     )
+    monitoring_url: str | None = Field(
+        default=None,
+        validation_alias="MONITORING_DB_URL",
+        description="The prediction log's database (SQLAlchemy URL; it may hold a password, "
+        "never logged); unset means SQLite at ML_MODEL_HOME/monitoring.db.",
+    )
+    monitoring_password: str | None = Field(
+        default=None,
+        validation_alias="MONITORING_DB_PASSWORD",
+        description="Password for MONITORING_DB_URL's user, kept out of the URL (any "
+        "characters; compose passes the role's secret here).",
+    )
+    retention_days: int = Field(
+        default=30,
+        ge=1,
+        validation_alias="MONITORING_RETENTION_DAYS",
+        description="Days the prediction log keeps rows; the monitor deletes older ones.",
+    )
     debug: bool = Field(
         default=False,
         validation_alias="ML_MODEL_DEBUG",
@@ -56,6 +74,13 @@ class TrainerSettings(BaseSettings):
     @classmethod
     def _any_value_is_on(cls, value: object) -> object:
         return bool(value) if isinstance(value, str) else value
+
+    @property
+    def monitoring_store_url(self) -> str:
+        """The prediction log's URL (``store.store_url``); holds the password."""
+        from ml_model.monitoring.store import store_url
+
+        return store_url(self.monitoring_url, self.monitoring_password, self.home)
 
 
 def load_settings() -> TrainerSettings:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,16 +22,24 @@ from mlflow.tracking import MlflowClient
 from sklearn.pipeline import Pipeline
 
 from ml_model import registry, run_logging, tracking
+from ml_model.cardinality import check_encoding
 from ml_model.config import Task, TrainConfig, flatten, public_config_text
-from ml_model.data import ROWS_DROPPED_MISSING_TARGET, load_data
+from ml_model.data import (
+    CSV_SEP,
+    CSV_SEP_ORIGIN,
+    LOAD_SECONDS,
+    ROWS_DROPPED_MISSING_TARGET,
+    load_data,
+)
 from ml_model.engine import CompileError, ParityError, check_parity, compile_pipeline
 from ml_model.errors import UserError
 from ml_model.fitting import cross_validate, fit_pipeline, split
 from ml_model.links import redacted
 from ml_model.metrics import baseline_metrics, evaluate, format_metrics, held_out_output, score
 from ml_model.model_io import load_pipeline
+from ml_model.monitoring.reference import log_reference_profile
 from ml_model.pipeline import build_pipeline, feature_schema, xgboost_model
-from ml_model.preprocessing import unparsed_counts
+from ml_model.preprocessing import FeatureSchema, unparsed_counts
 from ml_model.progress import stage
 from ml_model.targets import check_cv_folds, check_target, infer_task, promotion_rule
 from ml_model.xgboost_checks import check_device, check_params
@@ -70,11 +79,15 @@ class Prepared:
     validation: tuple[pd.DataFrame, pd.Series] | None
 
 
-def prepare(config: TrainConfig, timings: dict[str, float]) -> Prepared:
-    """Load and check everything a run needs, so that bad input fails before MLflow is touched."""
+def prepare(
+    config: TrainConfig, timings: dict[str, float], frame: pd.DataFrame | None = None
+) -> Prepared:
+    """Load and check everything a run needs, so that bad input fails before MLflow is touched.
+    ``frame`` is the table ``load_data(config.data)`` returned, loaded here when None."""
     data, training = config.data, config.training
-    with stage("load data", timings):
+    if frame is None:
         frame = load_data(data)
+    timings["load data"] = frame.attrs[LOAD_SECONDS]
     X, y = frame.drop(columns=[data.target]), frame[data.target]
     dropped = [c for c in data.drop_columns if c in X.columns]
     logger.info(
@@ -99,29 +112,38 @@ def prepare(config: TrainConfig, timings: dict[str, float]) -> Prepared:
     return Prepared(frame, task, X_train, y_train, X_test, y_test, X_fit, y_fit, validation)
 
 
+HeldOutScorer = Callable[[Pipeline], dict[str, float]]  # a fitted pipeline's held-out metrics
+
+
 def champion_score(
-    name: str, champion: ModelVersion, metric: str, prepared: Prepared
+    name: str, champion: ModelVersion, metric: str, held_out: HeldOutScorer
 ) -> tuple[float | None, str | None]:
-    """(the champion's ``metric`` on this run's held-out rows, why it could not be scored)."""
+    """(the champion's ``metric`` on this run's held-out rows, scored by ``held_out``; why it
+    could not be scored)."""
     try:
         pipeline = load_pipeline(f"models:/{name}/{champion.version}")
-        scores = evaluate(prepared.task, pipeline, prepared.X_test, prepared.y_test)
+        scores = held_out(pipeline)
     except Exception as exc:  # any failure to score the old model is a reason, not a crash
         return None, f"{exc.__class__.__name__}: {exc}"
     return scores.get(metric), None
 
 
 def promotion_judge(
-    config: TrainConfig, prepared: Prepared, metrics: dict[str, float], baseline: dict[str, float]
+    config: TrainConfig,
+    task: Task,
+    metrics: dict[str, float],
+    baseline: dict[str, float],
+    held_out: HeldOutScorer,
 ) -> registry.Judge:
     """Judges this run's candidate (its held-out ``metrics``) against a champion re-scored on
-    the same rows; with no champion, against the trivial ``baseline`` when the config asks."""
+    the same rows by ``held_out``; with no champion, against the trivial ``baseline`` when the
+    config asks."""
     name, rule = config.mlflow.registered_model, config.promotion
-    metric, direction = promotion_rule(config, prepared.task)
+    metric, direction = promotion_rule(config, task)
 
     def judge(champion: ModelVersion | None) -> registry.PromotionDecision:
         score, error = (
-            (None, None) if champion is None else champion_score(name, champion, metric, prepared)
+            (None, None) if champion is None else champion_score(name, champion, metric, held_out)
         )
         return registry.decide(
             metric,
@@ -137,16 +159,23 @@ def promotion_judge(
     return judge
 
 
-def fit_and_log(
-    config: TrainConfig, prepared: Prepared, pipeline: Pipeline, timings: dict[str, float]
-) -> dict[str, float]:
-    """Inside the active run: log inputs, fit, evaluate, log plots and the model's metrics."""
-    task, data = prepared.task, config.data
+def log_resolved_config(config: TrainConfig, task: Task) -> None:
+    """Inside the active run: environment, task and config-digest tags, the config as params
+    and as ``config/resolved.yaml`` (both without database passwords)."""
     mlflow.set_tags(
         {**tracking.environment_tags(), "task": str(task), "config_digest": config.digest()}
     )
     mlflow.log_params(flatten(config))
     mlflow.log_text(yaml.safe_dump(config.public_dump(), sort_keys=False), "config/resolved.yaml")
+
+
+def fit_and_log(
+    config: TrainConfig, prepared: Prepared, pipeline: Pipeline, timings: dict[str, float]
+) -> dict[str, float]:
+    """Inside the active run: log inputs, fit, evaluate, log plots and the model's metrics."""
+    task, data = prepared.task, config.data
+    log_resolved_config(config, task)
+    check_encoding(prepared.X_train, config)  # rows of the fit, its validation and CV folds
     with stage("fit", timings):
         fit_pipeline(pipeline, prepared.X_fit, prepared.y_fit, prepared.validation)
     log_data_contract(prepared.frame, pipeline)
@@ -174,6 +203,7 @@ def fit_and_log(
         schema = feature_schema(pipeline)
         mlflow.set_tag("data_digest", run_logging.log_dataset(prepared.frame, schema, data))
         run_logging.log_plots(pipeline, task, prepared.y_test, output)
+        log_reference_profile(pipeline, task, prepared.X_train, output)
     return metrics
 
 
@@ -189,13 +219,28 @@ def effective_params(model: Any) -> dict[str, Any]:
 
 
 def log_data_contract(frame: pd.DataFrame, pipeline: Pipeline) -> None:
-    """Log and record what the training table went through on its way in: rows dropped for a
-    missing target, the fitted feature schema, and per numeric column the cells of ``frame``
-    that do not parse as numbers (missing to the model). Records metrics
-    ``rows_dropped_missing_target`` and ``unparsed_numeric_cells`` and the artifact
-    ``dataset/schema.json``."""
+    """``record_data_contract`` for the table ``frame`` (its attrs and unparsed cells)."""
     schema = feature_schema(pipeline)
-    unparsed = unparsed_counts(frame, schema)
+    record_data_contract(frame.attrs, schema, unparsed_counts(frame, schema))
+
+
+def record_data_contract(
+    attrs: dict[Any, Any], schema: FeatureSchema, unparsed: dict[str, int]
+) -> None:
+    """Log and record what the training table went through on its way in: rows dropped for a
+    missing target, the fitted feature schema, and per numeric column the ``unparsed`` cells
+    that do not parse as numbers (missing to the model); ``attrs`` are the table's
+    (``load_data``). Records metrics
+    ``rows_dropped_missing_target`` and ``unparsed_numeric_cells``, the artifact
+    ``dataset/schema.json`` and, for a CSV source, tags ``csv_separator`` (the one it was
+    read with) and ``csv_separator_origin`` (``given``, ``sniffed`` or ``default``)."""
+    if CSV_SEP in attrs:
+        mlflow.set_tags(
+            {
+                "csv_separator": attrs[CSV_SEP],
+                "csv_separator_origin": attrs[CSV_SEP_ORIGIN],
+            }
+        )
     logger.info(
         "feature schema: numeric %s, categorical %s", list(schema.numeric), list(schema.categorical)
     )
@@ -207,7 +252,7 @@ def log_data_contract(frame: pd.DataFrame, pipeline: Pipeline) -> None:
         )
     mlflow.log_metrics(
         {
-            ROWS_DROPPED_MISSING_TARGET: frame.attrs.get(ROWS_DROPPED_MISSING_TARGET, 0),
+            ROWS_DROPPED_MISSING_TARGET: attrs.get(ROWS_DROPPED_MISSING_TARGET, 0),
             "unparsed_numeric_cells": sum(unparsed.values()),
         }
     )
@@ -245,13 +290,67 @@ def configured_pipeline(config: TrainConfig, task: Task) -> Pipeline:
     )
 
 
-def train(config: TrainConfig, config_path: Path | None = None) -> TrainResult:
-    """Run the whole training job for ``config``; raises UserError on any user-fixable problem."""
+def log_baseline_and_config(baseline: dict[str, float], config_path: Path | None) -> None:
+    """Inside the active run: the trivial ``baseline``'s held-out metrics and the config file
+    as written, less any database password."""
+    logger.info("trivial baseline on the held-out rows: %s", format_metrics(baseline))
+    mlflow.log_metrics({f"baseline_{k}": v for k, v in baseline.items()})
+    if config_path is not None:
+        public = public_config_text(config_path.read_text())
+        if public is None:
+            mlflow.log_artifact(str(config_path), "config")
+        else:
+            mlflow.log_text(public, f"config/{config_path.name}")
+
+
+def register_run(
+    config: TrainConfig,
+    task: Task,
+    pipeline: Pipeline,
+    X_parity: pd.DataFrame,
+    example: tuple[pd.DataFrame, pd.Series],
+    judge: registry.Judge,
+    timings: dict[str, float],
+) -> tuple[str, registry.PromotionDecision]:
+    """Inside the active run, after evaluation: check the inference engine on the held-out
+    rows ``X_parity``, log the model (signature and input example from the training rows
+    ``example``) and the timings, register it and let ``judge`` decide its promotion."""
+    run = mlflow.active_run()
+    assert run is not None, "register_run runs inside an MLflow run"
+    name, run_id = config.mlflow.registered_model, run.info.run_id
+    with stage("check the inference engine", timings):
+        mlflow.log_metric(ENGINE_METRIC, engine_parity(pipeline, X_parity))
+    with stage("log model", timings):
+        info = run_logging.log_model(pipeline, *example, task)
+    mlflow.log_metrics(
+        {f"time_{k.replace(' ', '_').replace('-', '_')}_s": v for k, v in timings.items()}
+    )
+    # the run's last step: nothing after the alias move can fail the run; on a failure
+    # before the move, register_and_promote deletes the version it registered
+    with stage("register and decide promotion", timings):
+        client = MlflowClient()
+        card = run_logging.registered_model_card(config, task, feature_schema(pipeline), run_id)
+        registry.annotate_model(client, name, *card)
+        version, decision = registry.register_and_promote(client, name, info.model_uri, judge)
+    verdict = "PROMOTED to champion" if decision.promoted else "not promoted"
+    logger.info("registered %s v%s: %s, %s", name, version, verdict, decision.reason)
+    return version, decision
+
+
+def train(
+    config: TrainConfig, config_path: Path | None = None, frame: pd.DataFrame | None = None
+) -> TrainResult:
+    """Run the whole training job for ``config``; raises UserError on any user-fixable problem.
+    ``frame`` is the table ``load_data(config.data)`` returned, when the caller loaded it
+    already (the CLI does, to report data errors before importing MLflow and XGBoost)."""
+    if config.engine.kind == "spark":
+        from ml_model.spark.train import train_on_spark
+
+        return train_on_spark(config, config_path)
     timings: dict[str, float] = {}
-    prepared = prepare(config, timings)
+    prepared = prepare(config, timings, frame)
     task, name = prepared.task, config.mlflow.registered_model
     uri = tracking.connect()
-    client = MlflowClient()
     experiment = tracking.experiment_id(config.mlflow.experiment)
     logger.info(
         "task %s, tracking at %s, experiment '%s'", task, redacted(uri), config.mlflow.experiment
@@ -259,33 +358,16 @@ def train(config: TrainConfig, config_path: Path | None = None) -> TrainResult:
     pipeline = configured_pipeline(config, task)
     with mlflow.start_run(experiment_id=experiment) as run:
         baseline = baseline_metrics(task, prepared.y_train, prepared.y_test)
-        logger.info("trivial baseline on the held-out rows: %s", format_metrics(baseline))
-        mlflow.log_metrics({f"baseline_{k}": v for k, v in baseline.items()})
-        if config_path is not None:  # as written, less any database password
-            public = public_config_text(config_path.read_text())
-            if public is None:
-                mlflow.log_artifact(str(config_path), "config")
-            else:
-                mlflow.log_text(public, f"config/{config_path.name}")
+        log_baseline_and_config(baseline, config_path)
         metrics = fit_and_log(config, prepared, pipeline, timings)
-        with stage("check the inference engine", timings):
-            mlflow.log_metric(ENGINE_METRIC, engine_parity(pipeline, prepared.X_test))
-        with stage("log model", timings):
-            info = run_logging.log_model(pipeline, prepared.X_train, prepared.y_train, task)
-        mlflow.log_metrics(
-            {f"time_{k.replace(' ', '_').replace('-', '_')}_s": v for k, v in timings.items()}
-        )
-        # the run's last step: nothing after the alias move can fail the run; on a failure
-        # before the move, register_and_promote deletes the version it registered
-        with stage("register and decide promotion", timings):
-            card = run_logging.registered_model_card(
-                config, task, feature_schema(pipeline), run.info.run_id
-            )
-            registry.annotate_model(client, name, *card)
-            judge = promotion_judge(config, prepared, metrics, baseline)
-            version, decision = registry.register_and_promote(client, name, info.model_uri, judge)
-        verdict = "PROMOTED to champion" if decision.promoted else "not promoted"
-        logger.info("registered %s v%s: %s, %s", name, version, verdict, decision.reason)
+        judge = promotion_judge(
+            config, task, metrics, baseline,
+            lambda p: evaluate(task, p, prepared.X_test, prepared.y_test),
+        )  # fmt: skip
+        version, decision = register_run(
+            config, task, pipeline, prepared.X_test, (prepared.X_train, prepared.y_train),
+            judge, timings,
+        )  # fmt: skip
     return TrainResult(
         run_id=run.info.run_id,
         experiment_id=experiment,

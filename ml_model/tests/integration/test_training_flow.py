@@ -1,6 +1,7 @@
 """Train → log → register → alias, against a real MLflow tracking server."""
 
 import json
+import math
 from pathlib import Path
 
 import mlflow
@@ -8,6 +9,13 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from ml_model import registry
+from ml_model.monitoring.reference import (
+    PREDICTION,
+    REFERENCE_ARTIFACT,
+    CategoricalProfile,
+    NumericProfile,
+    Profile,
+)
 
 from .conftest import Trainer
 
@@ -48,7 +56,7 @@ def test_run_logs_everything_the_ui_shows(
     assert dataset.digest == tags["data_digest"]
     assert "body_mass_g" in dataset.schema
     artifacts = {a.path for a in tracking.list_artifacts(result.run_id)}
-    assert {"config", "dataset", "plots"} <= artifacts
+    assert {"config", "dataset", "plots", "monitoring"} <= artifacts
     plots = {Path(a.path).name for a in tracking.list_artifacts(result.run_id, "plots")}
     assert plots == {"predicted_vs_actual.png", "residuals.png", "feature_importance.png"}
     profile = json.loads(mlflow.artifacts.load_text(f"runs:/{result.run_id}/dataset/profile.json"))
@@ -68,11 +76,26 @@ def test_run_logs_everything_the_ui_shows(
     assert metrics["unparsed_numeric_cells"] == 0
     config_files = {Path(a.path).name for a in tracking.list_artifacts(result.run_id, "config")}
     assert config_files == {"regression.yaml", "resolved.yaml"}
+    # the monitoring reference: the training rows as the pipeline cleans them
+    reference = Profile.from_dict(
+        json.loads(mlflow.artifacts.load_text(f"runs:/{result.run_id}/{REFERENCE_ARTIFACT}"))
+    )
+    assert set(reference.numeric) == set(schema["numeric"])
+    assert set(reference.categorical) == set(schema["categorical"])
+    assert set(reference.categorical["species"].known) == {"Adelie", "Gentoo", "Chinstrap"}
+    assert isinstance(reference.prediction, NumericProfile)
+    # every held-out prediction: test_size 0.25 of 342 rows, rounded up as scikit-learn does
+    assert len(reference.sample[PREDICTION]) == math.ceil(0.25 * 342)
 
 
 def test_classification_plots(train_config: Trainer, tracking: MlflowClient) -> None:
     result = train_config("classification.yaml", "mlflow.registered_model=flow-species")
     assert result.metrics["accuracy"] > 0.9
+    reference = Profile.from_dict(
+        json.loads(mlflow.artifacts.load_text(f"runs:/{result.run_id}/{REFERENCE_ARTIFACT}"))
+    )
+    assert isinstance(reference.prediction, CategoricalProfile)  # the predicted species
+    assert set(reference.prediction.known) <= {"Adelie", "Gentoo", "Chinstrap"}
     plots = {Path(a.path).name for a in tracking.list_artifacts(result.run_id, "plots")}
     assert plots == {
         "confusion_matrix.png",

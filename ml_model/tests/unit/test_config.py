@@ -283,3 +283,97 @@ def test_missing_indicator_needs_numeric_imputation() -> None:
     assert FeaturesConfig(numeric_imputation="none").missing_indicator is False
     with pytest.raises(ValueError, match="missing_indicator needs numeric_imputation"):
         FeaturesConfig(numeric_imputation="none", missing_indicator=True)
+
+
+def alias_bomb() -> str:
+    """The "billion laughs" config: nine levels of nine aliases, 9**9 strings once expanded."""
+    levels = ['    l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for level in range(1, 9):
+        aliases = ", ".join([f"*l{level - 1}"] * 9)
+        levels.append(f"    l{level}: &l{level} [{aliases}]")
+    header = yaml.safe_dump(MINIMAL) + "model:\n  params:\n"
+    return header + "\n".join(levels) + "\n"
+
+
+def test_yaml_aliases_are_refused_before_they_expand(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.yaml"
+    path.write_text(alias_bomb())
+    assert path.stat().st_size < 1024
+    with pytest.raises(UserError) as caught:
+        load_config(path)
+    line = len(yaml.safe_dump(MINIMAL).splitlines()) + 4  # l1, the first with an alias
+    assert str(caught.value) == (
+        f"cannot read config {path}: YAML aliases such as *l0 are not allowed "
+        f"(line {line}, column 14)"
+    )
+    with pytest.raises(UserError, match=r"--set model\.params\.x: .* aliases such as \*a"):
+        apply_overrides({}, ["model.params.x=[&a [1, 2], *a]"])
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (
+            {"nested": {"a": 1}},
+            "model.params: 'nested' must be a number, string, boolean or null, or a list of "
+            "them, not dict",
+        ),
+        ({"nested": [[1, 2]]}, "model.params: 'nested' must be"),
+        ({"long": list(range(257))}, "model.params: 'long' is a list of 257 items, more than 256"),
+    ],
+)
+def test_params_are_scalars_or_short_lists(tmp_path: Path, value: dict, expected: str) -> None:
+    with pytest.raises(UserError) as caught:
+        load_config(write(tmp_path, {**MINIMAL, "model": {"params": value}}))
+    assert expected in str(caught.value)
+
+
+def test_params_keep_their_types(tmp_path: Path) -> None:
+    params = {
+        "max_depth": 3,
+        "learning_rate": 0.1,
+        "booster": "gbtree",
+        "validate_parameters": True,
+        "max_bin": None,
+        "eval_metric": ["rmse", "mae"],
+        "monotone_constraints": [1] * 256,
+    }
+    config = load_config(write(tmp_path, {**MINIMAL, "model": {"params": params}}))
+    assert config.model.params == params
+    assert type(config.model.params["validate_parameters"]) is bool
+    assert type(config.model.params["max_depth"]) is int
+
+
+@pytest.mark.parametrize(
+    ("csv", "expected"),
+    [
+        ({"sep": ";;"}, "data.csv.sep: String should have at most 1 character"),
+        ({"sep": '"'}, "sep cannot be '\"'"),
+        ({"sep": ",", "decimal": ","}, "sep and decimal are both ','"),
+        ({"decimal": ";"}, "data.csv.decimal:"),
+        ({"encoding": "utf-9"}, "unknown encoding 'utf-9'"),
+        ({"quote": "'"}, "data.csv.quote: unknown key"),
+    ],
+)
+def test_bad_csv_options_name_the_key(tmp_path: Path, csv: dict, expected: str) -> None:
+    raw = {**MINIMAL, "data": {**MINIMAL["data"], "csv": csv}}
+    with pytest.raises(UserError) as caught:
+        load_config(write(tmp_path, raw))
+    assert expected in str(caught.value)
+
+
+def test_csv_options_only_go_with_csv_sources(tmp_path: Path) -> None:
+    for data in (
+        {"query": "q", "sql_url": "sqlite://", "target": "y", "csv": {"sep": ";"}},
+        {"source": "a.data", "format": "parquet", "target": "y", "csv": {"sep": ";"}},
+    ):
+        with pytest.raises(UserError, match="'csv' only goes with a CSV source"):
+            load_config(write(tmp_path, {**MINIMAL, "data": data}))
+
+
+def test_csv_options_are_params(tmp_path: Path) -> None:
+    raw = {**MINIMAL, "data": {**MINIMAL["data"], "csv": {"sep": ";", "na_values": ["n/a"]}}}
+    flat = flatten(load_config(write(tmp_path, raw)))
+    assert flat["data.csv.sep"] == ";"
+    assert flat["data.csv.decimal"] == "."
+    assert flat["data.csv.na_values"] == '["n/a"]'

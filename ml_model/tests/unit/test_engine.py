@@ -21,12 +21,20 @@ from ml_model.engine import (
     check_parity,
     compile_pipeline,
     difference,
+    input_report,
     parity,
     pipeline_prediction,
 )
 from ml_model.engine.booster import BoosterCall
 from ml_model.errors import UserError
-from ml_model.pipeline import ENCODE, MODEL, NUMERIC, feature_schema, xgboost_model
+from ml_model.pipeline import (
+    ENCODE,
+    MODEL,
+    NUMERIC,
+    feature_schema,
+    readable_feature_names,
+    xgboost_model,
+)
 from ml_model.train import engine_parity
 from tests.support.pipelines import Fitted, messy_records
 
@@ -253,3 +261,94 @@ def test_training_refuses_to_register_what_the_engine_cannot_serve(fit: Any) -> 
         engine_parity(fitted.pipeline, fitted.X)
     served = fit(Task.REGRESSION)
     assert engine_parity(served.pipeline, served.X) <= PARITY_RTOL
+
+
+# Infrequent categories: features.max_categories / min_frequency group rare categories in one
+# column per feature, which unseen ones join (handle_unknown="infrequent_if_exist").
+
+
+@pytest.mark.parametrize(
+    ("caps", "categorical_imputation"),
+    [
+        ({"max_categories": 6}, "constant"),
+        ({"min_frequency": 25}, "most_frequent"),
+        ({"min_frequency": 0.04}, "constant"),
+        ({"max_categories": 8, "min_frequency": 10}, "most_frequent"),
+    ],
+)
+@pytest.mark.parametrize("task", [Task.REGRESSION, Task.MULTICLASS])
+def test_capped_categories_match_pipeline(
+    fit: Any, task: Task, caps: dict[str, Any], categorical_imputation: str
+) -> None:
+    fitted = fit(task, categorical_imputation=categorical_imputation, **caps)
+    onehot = fitted.pipeline.named_steps[ENCODE].named_transformers_["categorical"][-1]
+    assert any(rare is not None for rare in onehot.infrequent_categories_)  # something capped
+    compiled = assert_same_as_pipeline(fitted, seed=11)
+    assert any(column.unknown >= 0 for column in compiled.categorical)
+
+
+def capped_table() -> tuple[pd.DataFrame, pd.Series]:
+    """600 rows; ``city``: 15 categories seen 38 times each and 15 seen twice, never missing."""
+    rng = np.random.default_rng(12)
+    cities = np.array([f"city_{k:02d}" for k in range(30)], dtype=object)
+    city = rng.permutation(np.repeat(cities, [38] * 15 + [2] * 15))
+    rows = len(city)
+    x = rng.normal(size=rows)
+    effect = dict(zip(cities, rng.normal(size=30), strict=True))
+    y = pd.Series(x + np.array([effect[c] for c in city]) + rng.normal(scale=0.1, size=rows))
+    return pd.DataFrame({"x": x, "city": city}), y
+
+
+@pytest.mark.parametrize("handle_unknown", ["infrequent_if_exist", "ignore"])
+def test_unseen_missing_and_rare_categories_encode_like_the_pipeline(handle_unknown: str) -> None:
+    from ml_model.config import FeaturesConfig, ModelConfig
+    from ml_model.fitting import fit_pipeline
+    from ml_model.pipeline import build_pipeline
+
+    X, y = capped_table()
+    features = FeaturesConfig(max_categories=16)
+    model = ModelConfig(params={"n_estimators": 20, "max_depth": 3})
+    pipeline = build_pipeline(Task.REGRESSION, features, model, 0, [], [], [])
+    pipeline.set_params(encode__categorical__onehot__handle_unknown=handle_unknown)
+    fit_pipeline(pipeline, X, y, None)
+    # no missing city in training: "missing" (the imputed value) is a category never seen
+    served = pd.DataFrame(
+        {
+            "x": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
+            "city": ["city_00", "city_29", "nowhere", None, "   ", " city_03 "],
+        }
+    )
+    compiled = compile_pipeline(pipeline)
+    expected = pipeline[:-1].transform(served)
+    np.testing.assert_allclose(compiled.matrix(compiled.columns(served)), expected, rtol=1e-12)
+    bucket = [i for i, n in enumerate(readable_feature_names(pipeline)) if "(infrequent)" in n]
+    assert len(bucket) == 1
+    # a rare known city, an unseen one and the missing ones: all the infrequent column, or
+    # (ignore) only the rare known city
+    joined = [1, 2, 3, 4] if handle_unknown == "infrequent_if_exist" else [1]
+    assert np.flatnonzero(expected[:, bucket[0]]).tolist() == joined
+    frame = pd.concat([X.head(50), served], ignore_index=True)
+    assert difference(compiled.predict_frame(frame), pipeline_prediction(pipeline, frame)) <= (
+        PARITY_RTOL
+    )
+
+
+def test_infrequent_known_categories_are_not_reported_unseen() -> None:
+    from ml_model.config import FeaturesConfig, ModelConfig
+    from ml_model.fitting import fit_pipeline
+    from ml_model.pipeline import build_pipeline
+
+    X, y = capped_table()
+    model = ModelConfig(params={"n_estimators": 10})
+    pipeline = build_pipeline(
+        Task.REGRESSION, FeaturesConfig(max_categories=16), model, 0, [], [], []
+    )
+    fit_pipeline(pipeline, X, y, None)
+    compiled = compile_pipeline(pipeline)
+    served = pd.DataFrame({"x": [0.0] * 4, "city": ["city_29", "city_28", "nowhere", None]})
+    report = input_report(compiled, served, compiled.columns(served))
+    assert report.unseen == {"city": 1}  # city_28 and city_29 are rare, not unseen
+    assert report.lines() == [
+        "column 'city': 1 value(s) are categories unseen in training and were scored as its "
+        "infrequent ones (e.g. 'nowhere')"
+    ]

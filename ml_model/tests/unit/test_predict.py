@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml_model.config import Task
+from ml_model.config import CsvConfig, Task
 from ml_model.engine import compile_pipeline, input_report
 from ml_model.errors import UserError
 from ml_model.pipeline import SKOPS_TRUSTED_TYPES
@@ -67,12 +67,13 @@ def test_input_without_the_models_columns_is_refused_and_nothing_written(
     """A semicolon-separated file read as one column must not score every row alike."""
     source, scored = tmp_path / "in.csv", tmp_path / "out.csv"
     rows(classifier).to_csv(source, index=False, sep=";")
+    comma = CsvConfig(sep=",")
     with pytest.raises(UserError, match=r"lacks the model's columns \['num_0', 'num_1'"):
-        predict_file(str(model_dir), source, scored)
+        predict_file(str(model_dir), source, scored, csv=comma)
     assert not scored.exists()
     assert list(tmp_path.iterdir()) == [source]  # no temporary file left either
 
-    result = predict_file(str(model_dir), source, scored, allow_missing_columns=True)
+    result = predict_file(str(model_dir), source, scored, allow_missing_columns=True, csv=comma)
     assert result.rows == len(rows(classifier))
     assert any("lacks columns" in w for w in result.warnings)
 
@@ -96,3 +97,28 @@ def test_cells_the_engine_cannot_use_are_counted_per_column(
     compiled = compile_pipeline(classifier.pipeline)
     clean = rows(classifier)
     assert input_report(compiled, clean, compiled.columns(clean)).lines() == []
+
+
+def test_csv_dialect_is_sniffed_or_given(
+    classifier: Fitted, model_dir: Path, tmp_path: Path
+) -> None:
+    """A semicolon file with decimal commas scores like the table it holds: the separator
+    sniffed, the decimal mark given; the model's numeric columns come back with points."""
+    table = rows(classifier)
+    table.loc[2, "cat_0"] = "unknown"  # an extra missing-value marker
+    source, scored = tmp_path / "in.csv", tmp_path / "out.csv"
+    table.to_csv(source, index=False, sep=";", decimal=",")
+    assert "," in source.read_text()  # the decimal commas are there to read
+    result = predict_file(
+        str(model_dir), source, scored, csv=CsvConfig(decimal=",", na_values=["unknown"])
+    )
+    out = pd.read_csv(scored)
+    expected = table.assign(cat_0=table["cat_0"].replace("unknown", None))
+    assert out["prediction"].tolist() == classifier.pipeline.predict(expected).tolist()
+    assert result.report.unparsed == {}  # every decimal comma read
+    assert result.report.unseen == {}  # "unknown" read as missing, not as a category
+    np.testing.assert_allclose(out["num_0"], table["num_0"])
+
+    table.to_parquet(tmp_path / "in.parquet")
+    with pytest.raises(UserError, match="CSV options only apply to CSV input"):
+        predict_file(str(model_dir), tmp_path / "in.parquet", scored, csv=CsvConfig(sep=";"))

@@ -25,6 +25,9 @@ def test_names_and_defaults() -> None:
         "ML_MODEL_DEBUG",
         "GIT_COMMIT",
         "MLFLOW_UI_URL",
+        "MONITORING_DB_URL",
+        "MONITORING_DB_PASSWORD",
+        "MONITORING_RETENTION_DAYS",
     }
     settings = load_settings()
     assert settings.home == Path(".mlops")
@@ -32,10 +35,21 @@ def test_names_and_defaults() -> None:
     assert settings.debug is False
     assert settings.git_commit == "unknown"
     assert settings.ui_url is None
+    assert settings.monitoring_url is None
+    assert settings.monitoring_store_url == f"sqlite:///{Path('.mlops/monitoring.db').resolve()}"
+    assert settings.retention_days == 30
 
 
 @pytest.mark.parametrize(
-    "name", ["ML_MODEL_HOME", "MLFLOW_TRACKING_URI", "GIT_COMMIT", "MLFLOW_UI_URL"]
+    "name",
+    [
+        "ML_MODEL_HOME",
+        "MLFLOW_TRACKING_URI",
+        "GIT_COMMIT",
+        "MLFLOW_UI_URL",
+        "MONITORING_DB_URL",
+        "MONITORING_RETENTION_DAYS",
+    ],
 )
 def test_empty_variables_count_as_unset(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     monkeypatch.setenv(name, "")
@@ -63,3 +77,10 @@ def test_settings_follow_the_environment_at_each_use(
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
     assert tracking.tracking_uri() == "http://mlflow:5000"
+
+
+def test_monitoring_password_joins_the_url_escaped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MONITORING_DB_URL", "postgresql+psycopg2://writer@db:5432/monitoring")
+    monkeypatch.setenv("MONITORING_DB_PASSWORD", "p@ss/w:rd")
+    url = load_settings().monitoring_store_url
+    assert url == "postgresql+psycopg2://writer:p%40ss%2Fw%3Ard@db:5432/monitoring"

@@ -110,20 +110,34 @@ def _categorical_columns(
     keep = _imputer(imputer)
     if not isinstance(encoder, OneHotEncoder):
         raise CompileError(f"categorical encoder {type(encoder).__name__} is not supported")
-    if encoder.drop_idx_ is not None or getattr(encoder, "_infrequent_enabled", False):
-        raise CompileError("OneHotEncoder with drop or infrequent categories is not supported")
+    if encoder.drop_idx_ is not None:
+        raise CompileError("OneHotEncoder with drop is not supported")
     if encoder.handle_unknown not in ("ignore", "infrequent_if_exist"):
         raise CompileError(f"OneHotEncoder(handle_unknown={encoder.handle_unknown!r})")
     names = [c for c, k in zip(columns, keep, strict=True) if k]
     fills = [v for v, k in zip(imputer.statistics_, keep, strict=True) if k]
+    # per column the categories sharing the "infrequent" column, or None (absent when the
+    # encoder has no max_categories or min_frequency)
+    infrequent = getattr(encoder, "infrequent_categories_", [None] * len(names))
+    to_infrequent = encoder.handle_unknown == "infrequent_if_exist"
     result, position = [], start
-    for name, fill, categories in zip(names, fills, encoder.categories_, strict=True):
+    for name, fill, categories, rare in zip(
+        names, fills, encoder.categories_, infrequent, strict=True
+    ):
         if not all(isinstance(c, str) for c in categories):  # the cleaner's output: str or NaN
             raise CompileError(f"categories of '{name}' are not all strings")
-        lookup = {category: position + i for i, category in enumerate(categories)}
-        missing = -1 if _is_nan(fill) else lookup.get(fill, -1)
-        result.append(CategoricalColumn(name, list(order).index(name), lookup, missing))
-        position += len(categories)
+        # OneHotEncoder's layout: the frequent categories in their order, then one column for
+        # the infrequent ones, which unknown categories join under "infrequent_if_exist"
+        rare_set = set() if rare is None else set(rare)
+        frequent = [c for c in categories if c not in rare_set]
+        lookup = {category: position + i for i, category in enumerate(frequent)}
+        bucket = position + len(frequent) if rare_set else -1
+        lookup.update(dict.fromkeys(rare_set, bucket))
+        unknown = bucket if to_infrequent else -1
+        missing = -1 if _is_nan(fill) else lookup.get(fill, unknown)
+        column = CategoricalColumn(name, list(order).index(name), lookup, missing, unknown)
+        result.append(column)
+        position += len(frequent) + (1 if rare_set else 0)
     if position - start != width:
         raise CompileError(f"one-hot block writes {width} columns, categories give {position}")
     return result

@@ -82,13 +82,16 @@ class NumericBlock:
 
 @dataclass(frozen=True)
 class CategoricalColumn:
-    """Trim, impute and one-hot one categorical column: ``lookup`` maps a category to its
-    output column; an unseen one sets no column (OneHotEncoder's ``handle_unknown="ignore"``)."""
+    """Trim, impute and one-hot one categorical column: ``lookup`` maps every category seen in
+    training to its output column (an infrequent one to the column the infrequent categories
+    share); an unseen one sets column ``unknown``: the infrequent column where OneHotEncoder's
+    ``handle_unknown="infrequent_if_exist"`` has one, else none (-1, all zeros)."""
 
     name: str
     position: int  # in Columns.categorical
     lookup: dict[str, int]
-    missing: int  # output column of the imputed value, -1 if it is not a known category
+    missing: int  # output column of the imputed value (-1: none)
+    unknown: int  # output column of a category unseen in training (-1: none)
 
     def codes(self, values: Sequence[Any]) -> list[int]:
         """Output column per value, -1 for none. Clean known categories take one dict lookup;
@@ -105,7 +108,7 @@ class CategoricalColumn:
         if value.__class__ is not str:  # None, NaN or absent
             return self.missing
         stripped = value.strip()
-        return self.lookup.get(stripped, -1) if stripped else self.missing
+        return self.lookup.get(stripped, self.unknown) if stripped else self.missing
 
 
 _UNRESOLVED = -2

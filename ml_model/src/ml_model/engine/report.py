@@ -1,8 +1,10 @@
 """What the engine could not use as given: counted per column, never silently.
 
 A numeric cell that is present but is no number (``"0,23"``, ``"n/a "``) is scored as missing; a
-categorical value never seen in training sets no one-hot column. Both are legitimate outcomes
-for one odd cell and silent damage for a whole column, so scoring counts them and says so.
+categorical value never seen in training sets no one-hot column, or the column its feature's
+infrequent categories share where it has one (a category seen in training, infrequent or not,
+is no unseen one). Both are legitimate outcomes for one odd cell and silent damage for a whole
+column, so scoring counts them and says so.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from ml_model.engine.model import Columns, CompiledModel
 @dataclass
 class InputReport:
     """Per column: how many cells were not numbers (numeric features) or unseen categories
-    (categorical features), with the first such value as an example."""
+    (categorical features), with the first such value as an example; ``as_infrequent``: the
+    categorical columns whose unseen categories were scored as their infrequent ones."""
 
     unparsed: dict[str, int] = field(default_factory=dict)
     unseen: dict[str, int] = field(default_factory=dict)
     examples: dict[str, str] = field(default_factory=dict)
+    as_infrequent: set[str] = field(default_factory=set)
 
     def count(self, kind: dict[str, int], column: str, bad: pd.Series) -> None:
         if bad.empty:
@@ -36,6 +40,7 @@ class InputReport:
                 mine[column] = mine.get(column, 0) + n
         for column, example in other.examples.items():
             self.examples.setdefault(column, example)
+        self.as_infrequent |= other.as_infrequent
 
     def lines(self) -> list[str]:
         """One line per affected column, for users."""
@@ -45,7 +50,8 @@ class InputReport:
             for c, n in self.unparsed.items()
         ] + [
             f"column '{c}': {n} value(s) are categories unseen in training and were scored "
-            f"as none of the known ones (e.g. {self.examples[c]!r})"
+            + ("as its infrequent ones" if c in self.as_infrequent else "as none of the known ones")
+            + f" (e.g. {self.examples[c]!r})"
             for c, n in self.unseen.items()
         ]
 
@@ -66,4 +72,6 @@ def input_report(compiled: CompiledModel, frame: pd.DataFrame, columns: Columns)
         values = pd.Series(columns.categorical[column.position], dtype=object)
         unseen = values.notna() & ~values.isin(column.lookup.keys())
         report.count(report.unseen, column.name, values[unseen])
+        if column.unknown >= 0 and unseen.any():
+            report.as_infrequent.add(column.name)
     return report

@@ -1,0 +1,99 @@
+"""The FastAPI application: ``create_app()`` is the factory uvicorn runs.
+
+Settings from the environment, a lifespan that starts and stops the registry follower, the
+routers, the middleware (``HotPathMiddleware`` outermost: it answers the prediction routes
+before anything else runs), and one error body for everything the service refuses.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import metadata
+
+from fastapi import FastAPI, Request
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
+
+from prediction_api.errors import ApiError, error_response, problem
+from prediction_api.hot import HotPathMiddleware, PredictionService
+from prediction_api.http import ApiKeys
+from prediction_api.manager import ModelManager
+from prediction_api.metrics import Metrics, MetricsMiddleware
+from prediction_api.monitoring import Monitoring, RequestIdMiddleware
+from prediction_api.openapi import openapi_builder
+from prediction_api.routes import admin, feedback, ops, predict
+from prediction_api.settings import ApiSettings, load_settings
+
+logger = logging.getLogger("prediction_api")
+
+DESCRIPTION = (
+    "Predictions from the registry's current model version. `POST /predict` takes one record "
+    "or a list of records keyed by feature name; `POST /invocations` is a drop-in for "
+    "`mlflow models serve` (its JSON formats, CSV and Parquet, its value conversions, answers "
+    "and error bodies). Request schemas follow the served model's signature."
+)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("prediction-api")
+    except metadata.PackageNotFoundError:
+        return "0"
+
+
+def create_app(settings: ApiSettings | None = None, manager: ModelManager | None = None) -> FastAPI:
+    """The service for ``settings`` (default: from the environment). ``manager`` may be given
+    to serve from something other than the MLflow registry (tests)."""
+    settings = settings or load_settings()
+    metrics = manager.metrics if manager is not None else Metrics()
+    follower = manager or ModelManager(settings, metrics)
+    keys = ApiKeys(settings.api_keys)
+    monitoring = Monitoring(settings, metrics, follower)
+    service = PredictionService(follower, metrics, keys, settings.max_body_bytes, monitoring)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        follower.start()
+        monitoring.start()
+        yield
+        monitoring.stop()
+        follower.stop()
+
+    app = FastAPI(
+        title="Prediction API", version=_version(), description=DESCRIPTION, lifespan=lifespan
+    )
+    app.state.settings = settings
+    app.state.manager = follower
+    app.state.metrics = metrics
+    app.state.service = service
+    app.state.monitoring = monitoring
+    for router in (predict.router, ops.router, admin.router, feedback.router):
+        app.include_router(router)
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(ClientDisconnect, disconnected)
+    app.add_exception_handler(Exception, internal_error)
+    app.openapi = openapi_builder(  # type: ignore[method-assign]
+        app, lambda: follower.current, settings.max_rows, keys.enabled
+    )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(HotPathMiddleware, service=service)  # added last: outermost
+    return app
+
+
+async def api_error(_: Request, error: Exception) -> Response:
+    assert isinstance(error, ApiError)
+    return error_response(error.status, error.problems, error.headers, error.omitted)
+
+
+async def disconnected(_: Request, __: Exception) -> Response:
+    return Response(status_code=400)
+
+
+async def internal_error(request: Request, error: Exception) -> Response:
+    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
+    return error_response(
+        500, [problem((), "internal error; the service log has the details", "internal")]
+    )

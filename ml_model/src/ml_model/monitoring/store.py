@@ -1,0 +1,248 @@
+"""The prediction log's store: one table per served model version, with a typed column per
+feature from the version's signature, plus the true outcomes sent later (feedback).
+
+PostgreSQL (the stack's ``monitoring`` database, schema ``prediction_log``, see
+postgres/initdb/20-monitoring.sh): the API's role may only insert, and creates a version's table
+through the database's ``create_version_table`` function; the monitor's role reads, and removes
+expired rows through ``purge``. SQLite (the embedded default): the same tables, created
+directly.
+
+Columns of a version's table: ``_logged_at``, ``_request_id``, ``_route``, ``_latency_ms``,
+``_prediction`` (a number for regression, the class label as text otherwise),
+``_probabilities`` (JSON text, classifiers), then one column per feature, named as the feature.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+SCHEMA = "prediction_log"
+BASE_COLUMNS = (
+    "_logged_at",
+    "_request_id",
+    "_route",
+    "_latency_ms",
+    "_prediction",
+    "_probabilities",
+)
+# Signature column types (mlflow.types.DataType names) → the SQL type of the logged column.
+SQL_TYPES = {
+    "double": "double precision",
+    "float": "double precision",
+    "long": "bigint",
+    "integer": "bigint",
+    "boolean": "boolean",
+    "string": "text",
+}
+_SQLALCHEMY_TYPES: dict[str, Callable[[], sa.types.TypeEngine[Any]]] = {
+    "double precision": sa.Float,
+    "bigint": sa.BigInteger,
+    "boolean": sa.Boolean,
+    "text": sa.Text,
+    "timestamptz": lambda: sa.DateTime(timezone=True),
+}
+
+
+def store_url(url: str | None, password: str | None, home: Path) -> str:
+    """The store's SQLAlchemy URL: ``url`` with ``password`` filled in (escaped), or the
+    embedded SQLite file ``home``/monitoring.db when ``url`` is unset. Holds the password:
+    never log it."""
+    if url is None:
+        return f"sqlite:///{(home / 'monitoring.db').resolve()}"
+    if password is None:
+        return url
+    return sa.engine.make_url(url).set(password=password).render_as_string(hide_password=False)
+
+
+class StoreError(RuntimeError):
+    """The store cannot take or give what was asked (unreachable, or refused)."""
+
+
+@dataclass(frozen=True)
+class VersionTable:
+    """Where one model version's predictions go: the table's name and its columns' SQL types."""
+
+    name: str
+    columns: dict[str, str]  # column → SQL type, base columns first
+
+    @classmethod
+    def for_version(
+        cls, model: str, version: str, features: Mapping[str, str], regression: bool
+    ) -> VersionTable:
+        """The table of ``model`` ``version`` whose signature has ``features`` (name → signature
+        type); a feature named like a base column is refused."""
+        clash = set(features) & set(BASE_COLUMNS)
+        if clash:
+            raise StoreError(f"features {sorted(clash)} clash with the prediction log's columns")
+        unknown = {n: t for n, t in features.items() if t not in SQL_TYPES}
+        if unknown:
+            raise StoreError(f"feature types the prediction log cannot store: {unknown}")
+        slug = re.sub(r"[^a-z0-9]+", "_", model.lower()).strip("_")[:32] or "model"
+        digest = hashlib.sha256(model.encode()).hexdigest()[:6]
+        version_slug = re.sub(r"[^0-9]", "", version)[:10] or "0"
+        base = {
+            "_logged_at": "timestamptz",
+            "_request_id": "text",
+            "_route": "text",
+            "_latency_ms": "double precision",
+            "_prediction": "double precision" if regression else "text",
+            "_probabilities": "text",
+        }
+        return cls(
+            name=f"pred_{slug}_{digest}_v{version_slug}",
+            columns={**base, **{n: SQL_TYPES[t] for n, t in features.items()}},
+        )
+
+    def table(self, metadata: sa.MetaData, schema: str | None) -> sa.Table:
+        return sa.Table(
+            self.name,
+            metadata,
+            *(sa.Column(name, _SQLALCHEMY_TYPES[kind]()) for name, kind in self.columns.items()),
+            sa.Index(f"{self.name}_time", "_logged_at"),
+            schema=schema,
+        )
+
+
+class PredictionStore:
+    """A connection pool to the store at ``url`` (SQLAlchemy URL; never logged as is)."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = sa.create_engine(url, pool_pre_ping=True)
+        self.postgres = self.engine.dialect.name == "postgresql"
+        self.schema = SCHEMA if self.postgres else None
+        self.metadata = sa.MetaData()
+        self.feedback = sa.Table(
+            "feedback",
+            self.metadata,
+            sa.Column("request_id", sa.Text, nullable=False, index=True),
+            sa.Column("label", sa.Text, nullable=False),
+            sa.Column("logged_at", sa.DateTime(timezone=True), nullable=False),
+            schema=self.schema,
+        )
+        self._tables: dict[str, sa.Table] = {}
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _run(self, what: str, work: Any) -> Any:
+        try:
+            with self.engine.begin() as connection:
+                return work(connection)
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"{what}: {type(getattr(exc, 'orig', None) or exc).__name__}") from exc
+
+    def _table(self, spec: VersionTable) -> sa.Table:
+        if spec.name not in self._tables:
+            self._tables[spec.name] = spec.table(self.metadata, self.schema)
+        return self._tables[spec.name]
+
+    def _create_sqlite_tables(self, connection: sa.Connection, *tables: sa.Table) -> None:
+        """SQLite has no roles: its tables are created directly (PostgreSQL's by its init
+        script and ``create_version_table``)."""
+        if not self.postgres:
+            self.metadata.create_all(connection, tables=[*tables, self.feedback])
+
+    def prepare(self, spec: VersionTable) -> None:
+        """Make sure ``spec``'s table exists (the writer's role may create it)."""
+        table = self._table(spec)
+
+        def create(connection: sa.Connection) -> None:
+            if self.postgres:
+                connection.execute(
+                    sa.text(
+                        f"SELECT {SCHEMA}.create_version_table(:name, CAST(:columns AS jsonb))"
+                    ),
+                    {"name": spec.name, "columns": json.dumps(spec.columns)},
+                )
+            self._create_sqlite_tables(connection, table)
+
+        self._run(f"cannot create the prediction table {spec.name}", create)
+
+    def insert(self, spec: VersionTable, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Append ``rows`` (column → value) to ``spec``'s table (``prepare`` it first)."""
+        table = self._table(spec)
+        self._run(
+            f"cannot write to {spec.name}",
+            lambda connection: connection.execute(table.insert(), list(rows)),
+        )
+
+    def record_feedback(self, request_id: str, label: str) -> None:
+        row = {"request_id": request_id, "label": label, "logged_at": dt.datetime.now(dt.UTC)}
+
+        def insert(connection: sa.Connection) -> None:
+            self._create_sqlite_tables(connection)
+            connection.execute(self.feedback.insert(), [row])
+
+        self._run("cannot record feedback", insert)
+
+    def window(self, spec: VersionTable, since: dt.datetime) -> pd.DataFrame:
+        """Rows of ``spec``'s table logged at ``since`` or later (none when the version has no
+        table yet), with the latest feedback label of each request in column ``_label``
+        (missing when none came)."""
+        table = self._table(spec)
+        ranked = sa.select(
+            self.feedback.c.request_id,
+            self.feedback.c.label,
+            sa.func.row_number()
+            .over(
+                partition_by=self.feedback.c.request_id,
+                order_by=self.feedback.c.logged_at.desc(),
+            )
+            .label("rank"),
+        ).subquery()
+        query = (
+            sa.select(table, ranked.c.label.label("_label"))
+            .outerjoin(
+                ranked,
+                sa.and_(ranked.c.request_id == table.c._request_id, ranked.c.rank == 1),
+            )
+            .where(table.c._logged_at >= since)
+        )
+
+        def read(connection: sa.Connection) -> pd.DataFrame:
+            if not sa.inspect(connection).has_table(spec.name, schema=self.schema):
+                return pd.DataFrame(columns=[*spec.columns, "_label"])
+            self._create_sqlite_tables(connection)
+            return pd.DataFrame(
+                connection.execute(query).mappings().all(), columns=[*spec.columns, "_label"]
+            )
+
+        frame: pd.DataFrame = self._run(f"cannot read {spec.name}", read)
+        return frame
+
+    def purge(self, keep_days: int) -> int:
+        """Delete rows logged more than ``keep_days`` days ago; the number removed."""
+        if self.postgres:
+            query = sa.text(f"SELECT {SCHEMA}.purge(:days)")
+            return int(
+                self._run(
+                    "cannot purge the prediction log",
+                    lambda c: c.execute(query, {"days": keep_days}).scalar_one(),
+                )
+            )
+        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=keep_days)
+
+        def purge(connection: sa.Connection) -> int:
+            removed = 0
+            for name in sa.inspect(connection).get_table_names():
+                if name.startswith("pred_"):
+                    deleted = connection.execute(
+                        sa.text(f'DELETE FROM "{name}" WHERE _logged_at < :cutoff'),
+                        {"cutoff": cutoff},
+                    )
+                    removed += deleted.rowcount
+            if sa.inspect(connection).has_table("feedback"):
+                connection.execute(self.feedback.delete().where(self.feedback.c.logged_at < cutoff))
+            return removed
+
+        return int(self._run("cannot purge the prediction log", purge))

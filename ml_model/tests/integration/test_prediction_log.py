@@ -1,0 +1,239 @@
+"""The prediction log on its real stores: SQLite, and PostgreSQL set up by postgres/initdb with
+its writer and reader roles."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import psycopg2
+import pytest
+
+from ml_model.engine import Columns
+from ml_model.monitoring.log import Answered, PredictionLog, records
+from ml_model.monitoring.store import PredictionStore, StoreError, VersionTable
+from ml_model.preprocessing import FeatureSchema
+from tests.support.postgres import (
+    MONITORING_DB,
+    MONITORING_READER,
+    MONITORING_WRITER,
+    PostgresCluster,
+)
+from tools.processes import poll
+
+FEATURES = {"age": "double", "rooms": "long", "city": "string"}
+TABLE = VersionTable.for_version("house prices", "3", FEATURES, regression=True)
+CLASSES = VersionTable.for_version("species", "1", {"bill": "double"}, regression=False)
+
+
+SCHEMA = FeatureSchema(numeric=("age", "rooms"), categorical=("city",))
+
+
+def answered(request_id: str, rows: int = 2, table: VersionTable = TABLE) -> Answered:
+    ages = ([31.5, np.nan] + [40.0] * rows)[:rows]
+    rooms = ([3.0, 4.0] + [5.0] * rows)[:rows]
+    cities = (["paris", None] + ["lyon"] * rows)[:rows]
+    return Answered(
+        table=table,
+        request_id=request_id,
+        route="/predict",
+        latency_ms=1.5,
+        schema=SCHEMA,
+        columns=Columns(rows, np.column_stack([ages, rooms]), (cities,)),
+        predictions=np.arange(rows, dtype=float) + 100.0,
+    )
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.rows = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, rows: int) -> None:
+        with self.lock:
+            self.rows += rows
+
+
+def written_and_read(store: PredictionStore) -> None:
+    written, dropped = Counter(), Counter()
+    log = PredictionLog(store, interval=0.05, on_written=written, on_dropped=dropped)
+    log.submit(answered("req-1"))
+    log.submit(answered("req-2", rows=1))
+    log.close()
+    assert (written.rows, dropped.rows) == (3, 0)
+    store.record_feedback("req-1", "101.5")
+    store.record_feedback("req-1", "102.5")  # a correction: the latest counts
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    frame = store.window(TABLE, since).sort_values(["_request_id", "_prediction"])
+    assert frame["_request_id"].tolist() == ["req-1", "req-1", "req-2"]
+    assert frame["_prediction"].tolist() == [100.0, 101.0, 100.0]
+    assert frame["rooms"].tolist() == [3, 4, 3]
+    assert frame["city"].fillna("<null>").tolist() == ["paris", "<null>", "paris"]
+    assert frame["age"].isna().tolist() == [False, True, False]
+    assert frame["_label"].fillna("<null>").tolist() == ["102.5", "102.5", "<null>"]
+    assert store.window(TABLE, dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)).empty
+    assert store.purge(keep_days=1) == 0
+
+
+def test_sqlite_store_round_trip(tmp_path: Path) -> None:
+    store = PredictionStore(f"sqlite:///{tmp_path / 'monitoring.db'}")
+    written_and_read(store)
+    never_served = VersionTable.for_version("house prices", "4", FEATURES, regression=True)
+    assert store.window(never_served, dt.datetime(2020, 1, 1, tzinfo=dt.UTC)).empty
+
+
+def test_classifier_rows_keep_labels_and_probabilities(tmp_path: Path) -> None:
+    store = PredictionStore(f"sqlite:///{tmp_path / 'monitoring.db'}")
+    log = PredictionLog(store, interval=0.05)
+    log.submit(
+        Answered(
+            CLASSES,
+            "req-9",
+            "/invocations",
+            2.0,
+            FeatureSchema(numeric=("bill",), categorical=()),
+            Columns(2, np.array([[40.1], [50.2]]), ()),
+            np.array(["Adelie", "Gentoo"]),
+            np.array([[0.9, 0.1], [0.2, 0.8]]),
+        )
+    )
+    log.close()
+    frame = store.window(CLASSES, dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
+    assert frame["_prediction"].tolist() == ["Adelie", "Gentoo"]
+    assert [json.loads(p) for p in frame["_probabilities"]] == [[0.9, 0.1], [0.2, 0.8]]
+
+
+def test_table_names_are_sanitized_and_distinct() -> None:
+    odd = VersionTable.for_version('x"; DROP TABLE feedback; --', "7", FEATURES, regression=True)
+    assert odd.name.startswith("pred_x_drop_table_feedback_") and odd.name.endswith("_v7")
+    assert (
+        VersionTable.for_version("a-b", "1", {}, True).name
+        != VersionTable.for_version("a_b", "1", {}, True).name
+    )
+    with pytest.raises(StoreError, match="clash"):
+        VersionTable.for_version("m", "1", {"_prediction": "double"}, regression=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster: PostgresCluster) -> Iterator[str]:
+    password = postgres_cluster.monitoring_writer_password
+    yield (
+        f"postgresql+psycopg2://{MONITORING_WRITER}:{password}@{postgres_cluster.host}:"
+        f"{postgres_cluster.port}/{MONITORING_DB}"
+    )
+    postgres_cluster.query("SELECT prediction_log.purge(-1)", dbname=MONITORING_DB)
+
+
+def reader_url(cluster: PostgresCluster) -> str:
+    return (
+        f"postgresql+psycopg2://{MONITORING_READER}:{cluster.monitoring_reader_password}@"
+        f"{cluster.host}:{cluster.port}/{MONITORING_DB}"
+    )
+
+
+def test_postgres_writer_inserts_and_reader_reads(
+    postgres_cluster: PostgresCluster, postgres_url: str
+) -> None:
+    writer, reader = PredictionStore(postgres_url), PredictionStore(reader_url(postgres_cluster))
+    log = PredictionLog(writer, interval=0.05)
+    log.submit(answered("req-1"))
+    log.close()
+    writer.record_feedback("req-1", "99")
+    frame = reader.window(TABLE, dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))
+    assert frame["rooms"].tolist() == [3, 4] and frame["_label"].tolist() == ["99", "99"]
+    columns = postgres_cluster.query(
+        "SELECT column_name, data_type FROM information_schema.columns"
+        " WHERE table_schema = 'prediction_log' AND table_name = %s ORDER BY ordinal_position",
+        [TABLE.name],
+        dbname=MONITORING_DB,
+    )
+    assert dict(columns) == {
+        "_logged_at": "timestamp with time zone",
+        "_request_id": "text",
+        "_route": "text",
+        "_latency_ms": "double precision",
+        "_prediction": "double precision",
+        "_probabilities": "text",
+        "age": "double precision",
+        "rooms": "bigint",
+        "city": "text",
+    }
+    assert reader.purge(keep_days=0) == 2  # retention goes through the database's function
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        f"SELECT * FROM prediction_log.{TABLE.name}",
+        f"DELETE FROM prediction_log.{TABLE.name}",
+        f"DROP TABLE prediction_log.{TABLE.name}",
+        "SELECT * FROM prediction_log.feedback",
+        "CREATE TABLE prediction_log.pred_mine (x int)",
+        "SELECT prediction_log.create_version_table('feedback', '{\"x\": \"text\"}')",
+        "SELECT prediction_log.create_version_table('pred_x', "
+        '\'{"x": "text); DROP TABLE prediction_log.feedback; --"}\')',
+        "SELECT prediction_log.purge(0)",
+    ],
+)
+def test_postgres_writer_can_only_insert(
+    postgres_cluster: PostgresCluster, postgres_url: str, statement: str
+) -> None:
+    PredictionStore(postgres_url).prepare(TABLE)
+    connection = postgres_cluster.connect(
+        MONITORING_DB, MONITORING_WRITER, postgres_cluster.monitoring_writer_password
+    )
+    try:
+        with pytest.raises(psycopg2.Error), connection.cursor() as cursor:
+            cursor.execute(statement)
+    finally:
+        connection.close()
+
+
+def test_reader_cannot_write(postgres_cluster: PostgresCluster, postgres_url: str) -> None:
+    PredictionStore(postgres_url).prepare(TABLE)
+    reader = PredictionStore(reader_url(postgres_cluster))
+    with pytest.raises(StoreError, match="cannot write"):
+        reader.insert(TABLE, records([answered("req-x")]))
+    with pytest.raises(StoreError, match="cannot record feedback"):
+        reader.record_feedback("req-x", "1")
+
+
+def test_store_down_drops_and_counts_then_resumes(
+    postgres_cluster: PostgresCluster, postgres_url: str
+) -> None:
+    written, dropped = Counter(), Counter()
+    log = PredictionLog(
+        PredictionStore(postgres_url),
+        capacity=50,
+        interval=0.05,
+        on_written=written,
+        on_dropped=dropped,
+    )
+    try:
+        assert log.submit(answered("before"))
+        poll(lambda: written.rows == 2 or None, "the first rows written", timeout=20)
+        postgres_cluster.stop()
+        try:
+            for n in range(40):  # never blocks, never raises; what does not fit is dropped
+                log.submit(answered(f"down-{n}"))
+            poll(lambda: dropped.rows >= 30 or None, "rows dropped while the store is down")
+        finally:
+            postgres_cluster.start()
+        attempts = []
+
+        def submit_after() -> bool | None:  # the queue may still be full of the outage's rows
+            attempts.append(1)
+            return log.submit(answered("after", rows=1)) or None
+
+        poll(submit_after, "a row accepted after the store returned", timeout=60, interval=0.2)
+    finally:
+        log.close()
+    assert written.rows + dropped.rows == 2 + 80 + len(attempts)
+    frame = PredictionStore(reader_url(postgres_cluster)).window(
+        TABLE, dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    )
+    assert "after" in set(frame["_request_id"]) and len(frame) == written.rows
