@@ -275,3 +275,4 @@ def test_score_spark_scores_with_the_champion_and_train_spark_trains_on_the_clus
     train = services()["train-spark"]["command"]
     assert "engine.kind=spark" in train
     assert "engine.spark.master=${SPARK_MASTER_URL:-spark://spark-master:7077}" in train
+    assert "training.cv_folds=null" in train  # cross-validation is refused with Spark
