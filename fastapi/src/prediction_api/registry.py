@@ -114,10 +114,15 @@ class Registry:
         metrics = run.data.metrics if run is not None else {}
         with tempfile.TemporaryDirectory(prefix="prediction-api-") as tmp:
             try:
+                # The version's own artifact location, from this registry: download_artifacts
+                # on a models:/ URI asks the process-wide registry (MLflow 3.17 ignores its
+                # registry_uri argument there), which is not this one when
+                # MLFLOW_TRACKING_URI is unset (the embedded store).
+                location = self.client().get_model_version_download_uri(
+                    settings.model_name, target.version
+                )
                 model_dir = Path(
-                    download_artifacts(
-                        artifact_uri=uri, dst_path=tmp, tracking_uri=self.uri, registry_uri=self.uri
-                    )
+                    download_artifacts(artifact_uri=location, dst_path=tmp, tracking_uri=self.uri)
                 )
             except (MlflowException, OSError) as exc:
                 raise TransientError(f"cannot download {uri}: {exc}") from None

@@ -180,3 +180,29 @@ def test_broken_versions_are_refused_while_the_old_one_serves(
         assert f"version {bad_example} refused" in api.process.log_tail(200)
         tracking.set_registered_model_alias(name, "champion", "1")
         wait_until(lambda: api.get("/ready").json()["registry"]["error"] is None, "recovery")
+
+
+def test_serves_from_the_embedded_store_without_a_tracking_uri(
+    start_api: StartApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No MLFLOW_TRACKING_URI: trainer and API both use the embedded store under
+    ML_MODEL_HOME, and the API (started in another folder) downloads the version from it."""
+    home = tmp_path / "home"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("ML_MODEL_HOME", str(home))
+    path = CONFIGS / "regression.yaml"
+    name = "embedded-store"
+    train(load_config(path, [*QUICK, f"mlflow.registered_model={name}"]), path)
+    with start_api(name, "", environment={"ML_MODEL_HOME": str(home)}) as api:
+        api.wait_ready(timeout=120)
+        penguin = {
+            "species": "Gentoo",
+            "island": "Biscoe",
+            "bill_length_mm": 47.5,
+            "bill_depth_mm": 15.0,
+            "flipper_length_mm": 218.0,
+            "sex": "female",
+        }
+        answer = api.post("/predict", json=penguin)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["version"] == "1"
