@@ -37,9 +37,9 @@ MODEL_COLUMNS = ("model_name", "model_version", "model_run_id")
 
 
 def output_columns(compiled: CompiledModel) -> list[str]:
-    """The prediction columns, named as ``ml-model predict`` names them (``prediction``, then
-    ``probability_<class>`` per class). Not imported from ``ml_model.predict``, which imports
-    MLflow: seconds of start-up for every Spark Python worker."""
+    """The prediction columns every scorer adds (``ml-model predict`` and ``score``):
+    ``prediction``, then ``probability_<class>`` per class. Here, not in ``ml_model.predict``,
+    which imports MLflow: seconds of start-up for every Spark Python worker."""
     return [PREDICTION, *(f"probability_{label}" for label in compiled.classes or ())]
 
 

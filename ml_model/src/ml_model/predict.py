@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ml_model import tracking
+from ml_model.batch import output_columns
 from ml_model.config import CsvConfig
 from ml_model.data import SEP_ORIGINS, csv_options, file_format
 from ml_model.engine import CompiledModel, InputReport, compile_pipeline, input_report
@@ -41,7 +42,6 @@ from ml_model.model_io import load_pipeline
 
 logger = logging.getLogger("ml_model")
 
-PREDICTION = "prediction"
 CHUNK_ROWS = 50_000
 PROGRESS_SECONDS = 5.0
 
@@ -52,11 +52,6 @@ class ScoreResult:
     warnings: list[str]  # distinct warnings raised while scoring, in order
     seconds: float
     report: InputReport  # cells scored as missing or as no known category, per column
-
-
-def output_columns(compiled: CompiledModel) -> list[str]:
-    """The columns scoring adds: ``prediction``, then ``probability_<class>`` per class."""
-    return [PREDICTION, *(f"probability_{label}" for label in compiled.classes or ())]
 
 
 def check_columns(compiled: CompiledModel, frame: pd.DataFrame, allow_missing: bool) -> None:

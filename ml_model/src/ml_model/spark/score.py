@@ -95,15 +95,15 @@ def score_units(
             try:
                 collected = tasks.collect()
             except Exception as exc:
-                raise UserError(f"the Spark job failed: {_cause(exc)}") from exc
-        shipped.unpersist()
+                raise UserError(f"the Spark job failed: {failure_cause(exc)}") from exc
+        shipped.unpersist(blocking=True)  # before the session stops: no orphaned fetches
     finally:
         if spark is None:
             session.stop()
     return [UnitStats.from_json(row["stats"]) for row in collected]
 
 
-def _cause(exc: Exception) -> str:
+def failure_cause(exc: Exception) -> str:
     """The task's own error when Spark wraps a Python exception (its traceback's last line
     naming an exception), else the first line."""
     text = str(exc)

@@ -33,7 +33,7 @@ from ml_model.progress import stage
 from ml_model.spark import encode, prepare
 from ml_model.spark.evaluate import baseline, held_out, unparsed
 from ml_model.spark.profile import log_dataset
-from ml_model.spark.score import _cause
+from ml_model.spark.score import failure_cause
 from ml_model.spark.session import require_spark, spark_session
 from ml_model.train import (
     TrainResult,
@@ -180,7 +180,7 @@ def _fit(config: TrainConfig, task: Task, frame: Any, sample: pd.DataFrame,
         except UserError:
             raise
         except Exception as exc:
-            raise UserError(f"the Spark fit failed: {_cause(exc)}") from exc
+            raise UserError(f"the Spark fit failed: {failure_cause(exc)}") from exc
     booster_model = fitted._xgb_sklearn_model
     booster_model.set_params(device="cpu")  # predicts on the CPU wherever it is loaded
     final = pipeline.named_steps[MODEL]
