@@ -97,7 +97,7 @@ class Monitoring:
     def start(self) -> None:
         if self.sample_rate > 0:
             self.log = PredictionLog(
-                self.store,
+                self.store.url,
                 capacity=self.queue_rows,
                 on_dropped=self.metrics.log_dropped,
                 on_written=self.metrics.log_written,

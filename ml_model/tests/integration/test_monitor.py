@@ -74,7 +74,7 @@ def serve(
     compiled = compile_pipeline(load_pipeline(result.model_uri))
     info = mlflow.models.get_model_info(result.model_uri)
     spec = version_table(result.registered_model, result.version, info.signature, Task.REGRESSION)
-    log = PredictionLog(writer, interval=0.05)
+    log = PredictionLog(writer.url, interval=0.05)
     ids = []
     for i in range(len(rows)):
         columns = compiled.columns(rows.iloc[i : i + 1])

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import multiprocessing
+import os
+import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +17,7 @@ import psycopg2
 import pytest
 
 from ml_model.engine import Columns
-from ml_model.monitoring.log import Answered, PredictionLog, records
+from ml_model.monitoring.log import WRITER, Answered, PredictionLog, rows_of, unpickled
 from ml_model.monitoring.store import PredictionStore, StoreError, VersionTable
 from ml_model.preprocessing import FeatureSchema
 from tests.support.postgres import (
@@ -60,7 +63,7 @@ class Counter:
 
 def written_and_read(store: PredictionStore) -> None:
     written, dropped = Counter(), Counter()
-    log = PredictionLog(store, interval=0.05, on_written=written, on_dropped=dropped)
+    log = PredictionLog(store.url, interval=0.05, on_written=written, on_dropped=dropped)
     log.submit(answered("req-1"))
     log.submit(answered("req-2", rows=1))
     log.close()
@@ -88,7 +91,7 @@ def test_sqlite_store_round_trip(tmp_path: Path) -> None:
 
 def test_classifier_rows_keep_labels_and_probabilities(tmp_path: Path) -> None:
     store = PredictionStore(f"sqlite:///{tmp_path / 'monitoring.db'}")
-    log = PredictionLog(store, interval=0.05)
+    log = PredictionLog(store.url, interval=0.05)
     log.submit(
         Answered(
             CLASSES,
@@ -139,7 +142,7 @@ def test_postgres_writer_inserts_and_reader_reads(
     postgres_cluster: PostgresCluster, postgres_url: str
 ) -> None:
     writer, reader = PredictionStore(postgres_url), PredictionStore(reader_url(postgres_cluster))
-    log = PredictionLog(writer, interval=0.05)
+    log = PredictionLog(writer.url, interval=0.05)
     log.submit(answered("req-1"))
     log.close()
     writer.record_feedback("req-1", "99")
@@ -197,7 +200,7 @@ def test_reader_cannot_write(postgres_cluster: PostgresCluster, postgres_url: st
     PredictionStore(postgres_url).prepare(TABLE)
     reader = PredictionStore(reader_url(postgres_cluster))
     with pytest.raises(StoreError, match="cannot write"):
-        reader.insert(TABLE, records([answered("req-x")]))
+        reader.insert(TABLE, rows_of(SCHEMA, unpickled(answered("req-x").queued())))
     with pytest.raises(StoreError, match="cannot record feedback"):
         reader.record_feedback("req-x", "1")
 
@@ -207,7 +210,7 @@ def test_store_down_drops_and_counts_then_resumes(
 ) -> None:
     written, dropped = Counter(), Counter()
     log = PredictionLog(
-        PredictionStore(postgres_url),
+        postgres_url,
         capacity=50,
         interval=0.05,
         on_written=written,
@@ -237,3 +240,23 @@ def test_store_down_drops_and_counts_then_resumes(
         TABLE, dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
     )
     assert "after" in set(frame["_request_id"]) and len(frame) == written.rows
+
+
+def test_a_writer_process_that_dies_is_started_again(tmp_path: Path) -> None:
+    store = PredictionStore(f"sqlite:///{tmp_path / 'monitoring.db'}")
+    written, dropped = Counter(), Counter()
+    log = PredictionLog(store.url, interval=0.05, on_written=written, on_dropped=dropped)
+    try:
+        log.submit(answered("first"))
+        poll(lambda: written.rows == 2 or None, "the first rows written", timeout=60)
+        (writer,) = [p for p in multiprocessing.active_children() if p.name == WRITER]
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.join(10)
+        log.submit(answered("second"))
+        poll(lambda: written.rows == 4 or None, "rows written by a new writer", timeout=60)
+    finally:
+        log.close()
+    assert dropped.rows == 0
+    assert [p for p in multiprocessing.active_children() if p.name == WRITER] == []
+    frame = store.window(TABLE, dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))
+    assert sorted(set(frame["_request_id"])) == ["first", "second"]

@@ -1,22 +1,34 @@
-"""The prediction log's writer: answered requests queue in memory and a background thread writes
-them to the store in batches, so that logging never makes a request wait.
+"""The prediction log's writer: answered requests queue in memory, and a writer process stores
+them in batches, so that logging never makes a request wait and the store's work (building rows,
+the database driver) never holds the serving process's interpreter.
 
-The queue holds at most ``capacity`` rows. A request whose rows do not fit is dropped and
-counted; so are the rows of a batch the store refuses (for example while it is down), and the
-writer tries again after a pause that grows to ``MAX_PAUSE_SECONDS`` while the store stays
-unreachable. Nothing here raises into the caller.
+On the request's path an answered request is pickled (a few microseconds; spread evenly over
+requests rather than gathered into pauses) and queued. A thread of the serving process hands
+what is queued to the writer process in one write, which opens its own connection to the store
+and writes the rows. The queue holds at most ``capacity`` rows. A request whose rows do not fit
+is dropped and counted; so are the rows the store refuses (for example while it is down), and
+the thread tries again after a pause that grows to ``MAX_PAUSE_SECONDS`` while the store stays
+unreachable. A writer process that dies is started again. Nothing here raises into the caller.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import io
 import json
 import logging
+import math
+import multiprocessing
+import os
+import pickle
+import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
+from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
@@ -29,13 +41,14 @@ from ml_model.preprocessing import FeatureSchema
 logger = logging.getLogger("ml_model.monitoring")
 
 MAX_PAUSE_SECONDS = 30.0
+WRITER = "prediction-log-writer"  # the writer process's name
 
 
 @dataclass(frozen=True)
 class Answered:
-    """One answered request, kept as the engine had it (nothing is copied on the request's
-    path): its ``columns`` in the order of ``schema``, the predictions (regression outputs or
-    class labels) and, for classifiers, the class probabilities (rows by classes)."""
+    """One answered request as the engine had it: its ``columns`` in the order of ``schema``,
+    the predictions (regression outputs or class labels) and, for classifiers, the class
+    probabilities (rows by classes)."""
 
     table: VersionTable
     request_id: str
@@ -51,132 +64,228 @@ class Answered:
     def rows(self) -> int:
         return self.columns.rows
 
+    def queued(self) -> bytes:
+        """The request as it waits in the queue: its table's name, then its values as plain
+        Python objects, pickled (``rows_of`` reads them back)."""
+        return pickle.dumps(
+            (
+                self.table.name,
+                self.logged_at,
+                self.request_id,
+                self.route,
+                self.latency_ms,
+                self.columns.numeric.tolist(),
+                [list(values) for values in self.columns.categorical],
+                np.asarray(self.predictions).tolist(),
+                None if self.probabilities is None else self.probabilities.tolist(),
+            ),
+            protocol=pickle.HIGHEST_PROTOCOL,
+        )
 
-def records(entries: Sequence[Answered]) -> list[dict[str, Any]]:
-    """The rows of ``entries`` (answered by one model version, so sharing one schema), built
-    in one pass over all of them: a request's rows cost no Python work of their own beyond
-    the final row dicts. Missing values become NULL, probabilities JSON text."""
-    schema, counts = entries[0].schema, [e.rows for e in entries]
-    frame = pd.DataFrame(
-        np.vstack([e.columns.numeric for e in entries]), columns=list(schema.numeric)
-    )
-    for position, name in enumerate(schema.categorical):
-        values = chain.from_iterable(e.columns.categorical[position] for e in entries)
-        frame[name] = pd.Series(list(values), dtype=object)
-    times = pd.to_datetime(np.repeat([e.logged_at for e in entries], counts), unit="s", utc=True)
-    frame.insert(0, "_logged_at", times)
-    frame.insert(1, "_request_id", np.repeat([e.request_id for e in entries], counts))
-    frame.insert(2, "_route", np.repeat([e.route for e in entries], counts))
-    frame.insert(3, "_latency_ms", np.repeat([e.latency_ms for e in entries], counts))
-    frame.insert(4, "_prediction", np.concatenate([np.asarray(e.predictions) for e in entries]))
-    probabilities = [e.probabilities for e in entries if e.probabilities is not None]
-    frame.insert(
-        5,
-        "_probabilities",
-        [json.dumps(row) for row in np.vstack(probabilities).tolist()]
-        if len(probabilities) == len(entries)
-        else None,
-    )
-    frame = frame.astype(object).where(frame.notna(), None)
-    frame["_logged_at"] = list(times.to_pydatetime())
-    return frame.to_dict("records")  # type: ignore[return-value]
+
+def rows_of(schema: FeatureSchema, queued: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """The table rows (column → value) of queued requests of one model version: missing values
+    become NULL, probabilities JSON text."""
+    rows = []
+    for (
+        _,
+        logged_at,
+        request,
+        route,
+        latency,
+        numeric,
+        categorical,
+        predictions,
+        probabilities,
+    ) in queued:
+        base = {
+            "_logged_at": dt.datetime.fromtimestamp(logged_at, dt.UTC),
+            "_request_id": request,
+            "_route": route,
+            "_latency_ms": latency,
+        }
+        for row, prediction in enumerate(predictions):
+            record = {
+                **base,
+                "_prediction": prediction,
+                "_probabilities": None if probabilities is None else json.dumps(probabilities[row]),
+            }
+            for name, value in zip(schema.numeric, numeric[row], strict=True):
+                record[name] = None if math.isnan(value) else value
+            for name, values in zip(schema.categorical, categorical, strict=True):
+                record[name] = None if pd.isna(values[row]) else values[row]
+            rows.append(record)
+    return rows
+
+
+def unpickled(payload: bytes) -> Iterator[tuple[Any, ...]]:
+    """The queued requests in ``payload`` (pickles one after another)."""
+    stream = io.BytesIO(payload)
+    while stream.tell() < len(payload):
+        yield pickle.load(stream)
+
+
+def write_batches(store_url: str, connection: Connection) -> None:
+    """The writer process: for each ``(versions, payload)`` received on ``connection`` (the
+    tables and schemas by table name, the queued requests pickled one after another), store
+    the rows and answer ``(rows written, rows dropped, the store's error or None)``; stop at
+    None or when the serving process is gone."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the serving process decides when to stop
+    if hasattr(os, "SCHED_IDLE"):  # Linux: only spare CPU time
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    else:
+        os.nice(19)
+    store = PredictionStore(store_url)
+    prepared: set[str] = set()
+    try:
+        while (message := connection.recv()) is not None:
+            versions, payload = message
+            tables: dict[str, list[tuple[Any, ...]]] = {}
+            for entry in unpickled(payload):
+                tables.setdefault(entry[0], []).append(entry)
+            written, dropped, error = 0, 0, None
+            for name, entries in tables.items():
+                table, schema = versions[name]
+                rows = rows_of(schema, entries)
+                try:
+                    if name not in prepared:
+                        store.prepare(table)
+                        prepared.add(name)
+                    store.insert(table, rows)
+                except StoreError as exc:
+                    prepared.discard(name)
+                    dropped, error = dropped + len(rows), str(exc)
+                else:
+                    written += len(rows)
+            connection.send((written, dropped, error))
+    except (EOFError, OSError):
+        pass
+    finally:
+        store.close()
 
 
 class PredictionLog:
-    """A bounded queue of ``Answered`` requests and the thread that writes them to ``store``.
+    """A bounded queue of ``Answered`` requests and the writer process that stores them in the
+    store at ``store_url`` (a SQLAlchemy URL; it holds the password and is never logged),
+    every ``interval`` seconds.
 
-    ``on_dropped(rows)`` and ``on_written(rows)`` are called (from any thread) as rows are
-    dropped or stored: the API counts them in Prometheus."""
+    The request's side takes no lock (a lock shared with the thread stalls requests whenever
+    the thread is descheduled holding it): the queue is a deque, and the rows waiting are the
+    difference of two counts each written by one side only. ``on_dropped(rows)`` and
+    ``on_written(rows)`` are called (from any thread) as rows are dropped or stored: the API
+    counts them in Prometheus."""
 
     def __init__(
         self,
-        store: PredictionStore,
+        store_url: str,
         capacity: int = 100_000,
-        batch_rows: int = 500,
-        interval: float = 1.0,
+        interval: float = 0.5,
         on_dropped: Callable[[int], None] = lambda rows: None,
         on_written: Callable[[int], None] = lambda rows: None,
     ) -> None:
-        self.store = store
+        self.store_url = store_url
         self.capacity = capacity
-        self.batch_rows = batch_rows
         self.interval = interval
         self.on_dropped = on_dropped
         self.on_written = on_written
-        self._queue: deque[Answered] = deque()
-        self._pending_rows = 0
-        self._ready = threading.Condition()
-        self._stopping = False
+        self._queue: deque[tuple[int, bytes]] = deque()  # rows, pickled request
+        self._versions: dict[str, tuple[VersionTable, FeatureSchema]] = {}  # by table name
+        self._queued_rows = 0  # written by ``submit`` only
+        self._taken_rows = 0  # written by the thread only
+        self._stopping = threading.Event()
         self._pause = 0.0
+        self._writer: tuple[multiprocessing.process.BaseProcess, Connection] | None = None
         self._thread = threading.Thread(
             target=self._write_forever, name="prediction-log", daemon=True
         )
         self._thread.start()
 
     def submit(self, answered: Answered) -> bool:
-        """Queue ``answered`` unless its rows do not fit (then they are dropped and counted)."""
-        with self._ready:
-            if self._stopping or self._pending_rows + answered.rows > self.capacity:
-                fits = False
-            else:
-                self._queue.append(answered)
-                self._pending_rows += answered.rows
-                fits = True
-                if self._pending_rows >= self.batch_rows:
-                    self._ready.notify()
-        if not fits:
-            self.on_dropped(answered.rows)
-        return fits
+        """Queue ``answered`` unless its rows do not fit (then they are dropped and counted).
+        Call it from one thread (the API's event loop)."""
+        rows = answered.rows
+        if self._stopping.is_set() or self._queued_rows - self._taken_rows + rows > self.capacity:
+            self.on_dropped(rows)
+            return False
+        if answered.table.name not in self._versions:
+            self._versions = {
+                **self._versions,
+                answered.table.name: (answered.table, answered.schema),
+            }
+        self._queue.append((rows, answered.queued()))
+        self._queued_rows += rows
+        return True
 
     def close(self, timeout: float = 10.0) -> None:
-        """Write what is queued (within ``timeout``) and stop the thread."""
-        with self._ready:
-            self._stopping = True
-            self._ready.notify()
+        """Write what is queued (within ``timeout``) and stop the thread and the writer."""
+        self._stopping.set()
         self._thread.join(timeout)
 
-    def _take(self) -> list[Answered]:
-        with self._ready:
-            if self._pause:  # the store failed: let it recover before trying again
-                self._ready.wait_for(lambda: self._stopping, timeout=self._pause)
-            if not self._stopping:
-                self._ready.wait_for(
-                    lambda: self._stopping or self._pending_rows >= self.batch_rows,
-                    timeout=self.interval,
-                )
-            batch: list[Answered] = []
-            rows = 0
-            while self._queue and rows < self.batch_rows:
-                batch.append(self._queue.popleft())
-                rows += batch[-1].rows
-            self._pending_rows -= rows
-            return batch
+    def _take(self) -> tuple[list[bytes], int]:
+        """Everything queued, and its rows."""
+        taken, rows = [], 0
+        while self._queue:
+            entry_rows, queued = self._queue.popleft()
+            taken.append(queued)
+            rows += entry_rows
+        self._taken_rows += rows
+        return taken, rows
 
     def _write_forever(self) -> None:
-        while True:
-            batch = self._take()
-            if batch:
-                self._write(batch)
-            with self._ready:
-                if self._stopping and not self._queue:
-                    return
+        try:
+            while not self._stopping.wait(self._pause or self.interval):
+                self._write_queued()
+            self._write_queued()
+        finally:
+            self._stop_writer()
 
-    def _write(self, batch: list[Answered]) -> None:
-        tables: dict[str, list[Answered]] = {}
-        for answered in batch:
-            tables.setdefault(answered.table.name, []).append(answered)
-        for entries in tables.values():
-            spec, rows = entries[0].table, sum(e.rows for e in entries)
-            try:
-                self.store.prepare(spec)
-                self.store.insert(spec, records(entries))
-            except StoreError as exc:
-                self.on_dropped(rows)
-                if self._pause == 0.0:
-                    logger.warning("prediction log: %s; dropping rows until it answers", exc)
-                self._pause = min(max(2 * self._pause, 1.0), MAX_PAUSE_SECONDS)
-                continue
-            if self._pause:
-                logger.info("prediction log: the store answers again")
+    def _write_queued(self) -> None:
+        queued, rows = self._take()
+        if queued:
+            self._write(b"".join(queued), rows)
+
+    def _write(self, payload: bytes, rows: int) -> None:
+        try:
+            written, dropped, error = self._send(payload)
+        except (EOFError, OSError):
+            self._stop_writer()
+            written, dropped, error = 0, rows, "the writer process stopped"
+        if written:
+            self.on_written(written)
+        if dropped:
+            self.on_dropped(dropped)
+        if error is not None:
+            if self._pause == 0.0:
+                logger.warning("prediction log: %s; dropping rows until it answers", error)
+            self._pause = min(max(2 * self._pause, 1.0), MAX_PAUSE_SECONDS)
+        elif self._pause:
+            logger.info("prediction log: the store answers again")
             self._pause = 0.0
-            self.on_written(rows)
+
+    def _send(self, payload: bytes) -> tuple[int, int, str | None]:
+        """Have the writer process store ``payload`` (started first if it is not running)."""
+        if self._writer is None or not self._writer[0].is_alive():
+            self._stop_writer()
+            spawn = multiprocessing.get_context("spawn")
+            ours, theirs = spawn.Pipe()
+            process = spawn.Process(
+                target=write_batches, args=(self.store_url, theirs), name=WRITER, daemon=True
+            )
+            process.start()
+            theirs.close()
+            self._writer = (process, ours)
+        self._writer[1].send((self._versions, payload))
+        return self._writer[1].recv()  # type: ignore[no-any-return]
+
+    def _stop_writer(self) -> None:
+        if self._writer is None:
+            return
+        process, connection = self._writer
+        self._writer = None
+        with contextlib.suppress(OSError):
+            connection.send(None)
+        connection.close()
+        process.join(5)
+        if process.is_alive():
+            process.kill()
+            process.join()

@@ -117,6 +117,7 @@ class PredictionStore:
     """A connection pool to the store at ``url`` (SQLAlchemy URL; never logged as is)."""
 
     def __init__(self, url: str) -> None:
+        self.url = url
         self.engine = sa.create_engine(url, pool_pre_ping=True)
         self.postgres = self.engine.dialect.name == "postgresql"
         self.schema = SCHEMA if self.postgres else None
