@@ -330,6 +330,12 @@ class SparkEngineConfig(Strict):
         description="Training rows the driver fits the column types on; category lists and "
         "statistics come from every training row.",
     )
+    split_key: list[str] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Columns whose values decide a row's side of the held-out split (rows "
+        "sharing them stay together, e.g. one customer's rows); empty: the whole row.",
+    )
     conf: dict[str, str] = Field(
         default_factory=dict, description="Further spark.* settings, passed through."
     )

@@ -158,12 +158,14 @@ def _parquet(handle: IO[bytes], path: str) -> pq.ParquetFile:
         raise UserError(f"cannot read Parquet input {path}: {exc}") from None
 
 
-def schema(path: str) -> pa.Schema:
-    """The Arrow schema of a file: Parquet's own; CSV columns as strings (cells are text)."""
+def schema(path: str, csv: dict[str, Any] | None = None) -> pa.Schema:
+    """The Arrow schema of a file: Parquet's own; CSV columns as strings (cells are text),
+    the header read with ``csv`` (``pandas.read_csv`` options; default ``ml-model predict``'s,
+    the separator sniffed)."""
     with opened(path) as handle:
         if file_format(path) == "parquet":
             return _parquet(handle, path).schema_arrow
-        header = pd.read_csv(handle, dtype=str, nrows=0, **_csv(path))
+        header = pd.read_csv(handle, dtype=str, nrows=0, **(csv or _csv(path)))
     return pa.schema([pa.field(str(name), pa.string()) for name in header.columns])
 
 
@@ -173,17 +175,24 @@ def _csv(path: str) -> dict[str, Any]:
     return options
 
 
-def batches(unit: Unit, rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
-    """The unit's rows in record batches of at most ``rows`` rows. CSV cells are read as text
-    (empty cells and markers such as ``NA`` as missing) with the separator sniffed, as
-    ``ml-model predict`` reads them."""
+def batches(
+    unit: Unit, rows: int = BATCH_ROWS, csv: dict[str, Any] | None = None
+) -> Iterator[pa.RecordBatch]:
+    """The unit's rows in record batches of at most ``rows`` rows. CSV is read with ``csv``
+    (``pandas.read_csv`` options; default ``ml-model predict``'s, the separator sniffed):
+    cells as text (empty cells and markers such as ``NA`` as missing), except that with a
+    decimal comma pandas parses the numbers (text cannot say which commas are decimal)."""
+    options = csv or _csv(unit.path)
+    text = options.get("decimal", ".") == "."
     with opened(unit.path) as handle:
         try:
             if file_format(unit.path) == "parquet":
                 groups = range(unit.first, unit.stop) if unit.stop else None
                 yield from _parquet(handle, unit.path).iter_batches(rows, row_groups=groups)
             else:
-                with pd.read_csv(handle, dtype=str, chunksize=rows, **_csv(unit.path)) as reader:
+                with pd.read_csv(
+                    handle, dtype=str if text else None, chunksize=rows, **options
+                ) as reader:
                     for chunk in reader:
                         yield pa.RecordBatch.from_pandas(chunk, preserve_index=False)
         except (pa.ArrowException, ValueError, pd.errors.ParserError) as exc:

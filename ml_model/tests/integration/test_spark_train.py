@@ -16,6 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from ml_model.config import load_config
+from ml_model.spark import prepare
 from ml_model.spark.session import spark_session
 from ml_model.spark.train import train_on_spark
 from ml_model.train import TrainResult, train
@@ -188,3 +189,47 @@ def test_a_classifier_trained_on_spark_predicts_its_labels(
     predicted = mlflow.pyfunc.load_model(result.model_uri).predict(frame.drop(columns=["species"]))
     assert set(predicted) == {"Adelie", "Chinstrap", "Gentoo"}
     assert (predicted == frame["species"].to_numpy()).mean() > 0.9
+
+
+def test_rows_sharing_a_split_key_stay_on_one_side(
+    spark: Any, configs_dir: Path, parts: Path, penguins_csv: Path
+) -> None:
+    frame = pd.read_csv(penguins_csv).dropna(subset=["body_mass_g"])
+    frame["animal"] = np.arange(len(frame)) // 3  # three measurements per animal
+    table = spark.createDataFrame(frame)
+    columns = list(frame.columns)
+    by_row = prepare.split(table, config_for(configs_dir, parts, "m", "engine.kind=spark"), columns)
+    keyed = config_for(
+        configs_dir, parts, "m", "engine.kind=spark", "engine.spark.split_key=[animal]"
+    )
+    by_animal = prepare.split(table, keyed, columns).toPandas()
+    sides = by_animal.groupby("animal")[prepare.TEST].nunique()
+    assert (sides == 1).all()  # no animal both trained on and held out
+    assert 0.15 < by_animal[prepare.TEST].mean() < 0.35  # test_size 0.25 of the animals
+    by_row_sides = by_row.toPandas().groupby("animal")[prepare.TEST].nunique()
+    assert (by_row_sides > 1).any()  # hashing whole rows would have split some animals
+    again = prepare.split(table.repartition(3), keyed, columns).toPandas()
+    assert again.sort_values("animal")[prepare.TEST].tolist() == (
+        by_animal.sort_values("animal")[prepare.TEST].tolist()
+    )
+
+
+def test_a_csv_in_another_dialect_trains_with_data_csv(
+    spark: Any, tracking: MlflowClient, configs_dir: Path, penguins_csv: Path, tmp_path: Path
+) -> None:
+    """Semicolons, decimal commas, '?' for missing: read as ``data.csv`` says, as locally."""
+    frame = pd.read_csv(penguins_csv)
+    frame["flipper_length_mm"] = frame["flipper_length_mm"].astype(object)
+    frame.loc[frame.index[:5], "flipper_length_mm"] = "?"
+    source = tmp_path / "penguins-eu.csv"
+    frame.to_csv(source, sep=";", decimal=",", index=False)
+    result = on_spark(spark, configs_dir, source, "spark-eu-csv",
+                      "data.csv.decimal=','", "data.csv.na_values=['?']")  # fmt: skip
+    run = tracking.get_run(result.run_id)
+    assert run.data.tags["csv_separator"] == ";"
+    assert run.data.tags["csv_separator_origin"] == "sniffed"
+    assert run.data.metrics["unparsed_numeric_cells"] == 0
+    signature = mlflow.models.get_model_info(result.model_uri).signature.inputs.to_dict()
+    types = {column["name"]: column["type"] for column in signature}
+    assert types["bill_length_mm"] == types["flipper_length_mm"] == "double"
+    assert result.metrics["rmse"] < 600  # numbers read as numbers: penguins' mass within 0.6 kg

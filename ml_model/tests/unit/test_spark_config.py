@@ -42,8 +42,10 @@ def test_a_full_spark_block_loads(tmp_path: Path) -> None:
         "engine.spark.num_workers=8",
         "engine.spark.executor_memory=4g",
         "engine.spark.preprocessing_sample_rows=50000",
+        "engine.spark.split_key=[customer, day]",
         "engine.spark.conf={spark.sql.shuffle.partitions: 64, spark.speculation: false}",
     )
+    assert config.engine.spark.split_key == ["customer", "day"]
     assert config.engine.spark.conf == {
         "spark.sql.shuffle.partitions": "64",
         "spark.speculation": "false",
@@ -58,6 +60,7 @@ def test_a_full_spark_block_loads(tmp_path: Path) -> None:
         ("engine.spark.master=localhost", "engine.spark.master"),
         ("engine.spark.master=spark://host", "engine.spark.master"),
         ("engine.spark.num_workers=0", "engine.spark.num_workers"),
+        ("engine.spark.split_key=customer", "engine.spark.split_key"),
         ("engine.spark.executor_memory=lots", "engine.spark.executor_memory"),
         ("engine.spark.preprocessing_sample_rows=10", "engine.spark.preprocessing_sample_rows"),
         ("engine.spark.conf={sql.shuffle: 2}", "'sql.shuffle' is not a Spark setting"),

@@ -2,12 +2,14 @@
 
 Files are listed once on the driver (``ml_model.inputs``: a file, a folder, a glob or an
 ``s3://`` location) and each task reads its unit with pyarrow, so executors need no Hadoop
-connector for S3 (the same reading as batch scoring). CSV cells arrive as text; the
-DataPreprocessor parses numbers as it does for ``ml-model predict``.
+connector for S3 (the same reading as batch scoring). CSV is read with ``data.csv`` (the
+separator sniffed once on the driver when unset, as a local run does) and its cells arrive as
+text; the DataPreprocessor parses numbers as it does for ``ml-model predict``.
 
-The split hashes each row's values with the seed (``xxhash64``), so the same rows are held out
-on every run over the same table, whatever its partitioning: the champion is always compared
-with the candidate on the rows neither was trained on.
+The split hashes each row's values (or its ``engine.spark.split_key`` columns: rows sharing a
+key stay on one side) with the seed (``xxhash64``), so the same rows are held out on every run
+over the same table, whatever its partitioning: the champion is always compared with the
+candidate on the rows neither was trained on.
 """
 
 from __future__ import annotations
@@ -22,7 +24,13 @@ import pyarrow as pa
 
 from ml_model import inputs
 from ml_model.config import Task, TrainConfig
-from ml_model.data import ROWS_DROPPED_MISSING_TARGET
+from ml_model.data import (
+    CSV_SEP,
+    CSV_SEP_ORIGIN,
+    ROWS_DROPPED_MISSING_TARGET,
+    csv_options,
+    file_format,
+)
 from ml_model.errors import UserError
 from ml_model.targets import MAX_CLASSES_FOR_INTEGER_TARGET, check_target, infer_task
 
@@ -46,6 +54,7 @@ class SparkTable:
     classes: list[Any] | None  # the labels in encoded order (classification)
     rows: int
     dropped: int  # rows without a target
+    csv_sep: tuple[str, str] | None  # a CSV source's separator and its origin
 
 
 def read_table(spark: Any, config: TrainConfig) -> SparkTable:
@@ -59,12 +68,18 @@ def read_table(spark: Any, config: TrainConfig) -> SparkTable:
     assert data.source is not None  # engine spark refuses data.query at config validation
     files = inputs.list_inputs(data.source)
     units = inputs.units(files)
-    schema = _spark_readable(inputs.schema(files[0].path))
+    csv, csv_sep = None, None
+    if file_format(files[0].path, data.format) == "csv":
+        csv, origin = csv_options(files[0].path, data.csv)
+        csv_sep = (csv["sep"], origin)
+    schema = _spark_readable(inputs.schema(files[0].path, csv))
     names = set(schema.names)
     missing = [c for c in [data.target, *data.drop_columns, *data.numeric_columns,
-                           *data.categorical_columns] if c not in names]  # fmt: skip
+                           *data.categorical_columns, *config.engine.spark.split_key]
+               if c not in names]  # fmt: skip
     if missing:
-        raise UserError(f"config names columns not in {data.source}: {missing}")
+        read_with = f" (read with separator {csv_sep[0]!r})" if csv_sep else ""
+        raise UserError(f"config names columns not in {data.source}{read_with}: {missing}")
     clash = names & {TEST, VALIDATION}
     if clash:
         raise UserError(f"{data.source} has columns reserved for the run: {sorted(clash)}")
@@ -73,7 +88,7 @@ def read_table(spark: Any, config: TrainConfig) -> SparkTable:
     def read(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
             for index in batch.column("id").to_pylist():
-                for part in inputs.batches(shipped.value[index]):
+                for part in inputs.batches(shipped.value[index], csv=csv):
                     yield pa.RecordBatch.from_arrays(
                         [part.column(n).cast(schema.field(n).type) for n in schema.names],
                         schema=schema,
@@ -89,7 +104,7 @@ def read_table(spark: Any, config: TrainConfig) -> SparkTable:
         logger.warning("dropped %d of %d rows whose target '%s' is missing",
                        total - rows, total, data.target)  # fmt: skip
     task, classes = _task(labelled, config)
-    return SparkTable(labelled, files, task, classes, rows, total - rows)
+    return SparkTable(labelled, files, task, classes, rows, total - rows, csv_sep)
 
 
 def _spark_readable(schema: pa.Schema) -> pa.Schema:
@@ -148,10 +163,12 @@ def _task(frame: Any, config: TrainConfig) -> tuple[Task, list[Any] | None]:
 def split(frame: Any, config: TrainConfig, columns: list[str]) -> Any:
     """``frame`` with boolean columns TEST (held out, ``training.test_size`` of the rows) and
     VALIDATION (early-stopping rows, ``training.validation_size`` of the others; never when
-    early stopping is off), both from hashes of the row's ``columns`` and the seed."""
+    early stopping is off), both from hashes of the seed and the row's
+    ``engine.spark.split_key`` columns (default: its ``columns``)."""
     from pyspark.sql import functions as sf
 
     training = config.training
+    columns = config.engine.spark.split_key or columns
 
     def share(seed: int) -> Any:
         hashed = sf.xxhash64(*[sf.col(c) for c in columns], sf.lit(seed))
@@ -165,4 +182,7 @@ def split(frame: Any, config: TrainConfig, columns: list[str]) -> Any:
 
 def attrs(table: SparkTable) -> dict[str, Any]:
     """What ``load_data`` records in a table's attrs, for the shared data-contract logging."""
-    return {ROWS_DROPPED_MISSING_TARGET: table.dropped}
+    found: dict[str, Any] = {ROWS_DROPPED_MISSING_TARGET: table.dropped}
+    if table.csv_sep is not None:
+        found.update({CSV_SEP: table.csv_sep[0], CSV_SEP_ORIGIN: table.csv_sep[1]})
+    return found
