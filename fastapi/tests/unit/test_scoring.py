@@ -16,6 +16,7 @@ from ml_model.engine import Columns, compile_pipeline
 from prediction_api.errors import ApiError
 from prediction_api.features import Feature, Kind
 from prediction_api.inputs.scoring import ScoringDecoder
+from prediction_api.inputs.shape import Bounds
 from prediction_api.inputs.tables import json_table
 from prediction_api.inputs.unseen import UnseenCounter
 
@@ -32,7 +33,7 @@ JSON = b"application/json"
 
 @pytest.fixture
 def decoder() -> ScoringDecoder:
-    return ScoringDecoder(FEATURES, max_rows=5)
+    return ScoringDecoder(FEATURES, Bounds(5, len(FEATURES)))
 
 
 def decode(decoder: ScoringDecoder, payload: Any, content_type: bytes = JSON) -> Columns:

@@ -5,7 +5,8 @@ service uses (``Inputs``, and ``Converted`` for what it returns).
 ``value_checks``); ``POST /invocations`` takes what ``mlflow models serve`` takes
 (``scoring``: content types and the typed decoder; ``tables``: MLflow's formats;
 ``conversions``: its value conversions). Both decode well-typed JSON in one pass with a
-decoder built from the features. ``unseen`` counts categories the model never saw.
+decoder built from the features; a large body's structure is bounded first (``shape``).
+``unseen`` counts categories the model never saw.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from prediction_api.features import Feature
 from prediction_api.http import parse_json
 from prediction_api.inputs.conversions import Converted
 from prediction_api.inputs.scoring import ScoringDecoder
+from prediction_api.inputs.shape import Bounds
 from prediction_api.inputs.unseen import UnseenCounter
 from prediction_api.inputs.validation import Validator
 
@@ -29,12 +31,14 @@ class Inputs:
     most ``max_rows`` rows."""
 
     def __init__(self, features: Sequence[Feature], compiled: CompiledModel, max_rows: int) -> None:
+        self.bounds = Bounds(max_rows, len(features))
         self.validator = Validator(features, max_rows)
-        self.scoring = ScoringDecoder(features, max_rows)
+        self.scoring = ScoringDecoder(features, self.bounds)
         self._unseen = UnseenCounter(compiled)
 
     def predict(self, body: bytes) -> Converted:
         """A ``POST /predict`` body; InputError (422) or ApiError (400) naming each problem."""
+        self.bounds.check_predict(body)
         batch = self.validator.decode_predict(body)
         if batch is None:
             batch = self.validator.predict_body(parse_json(body))

@@ -26,6 +26,7 @@ import orjson
 from prediction_api.errors import INVALID_PARAMETER_VALUE, mlflow_error
 from prediction_api.features import Feature, Kind
 from prediction_api.inputs.conversions import Converted, Table, convert_table
+from prediction_api.inputs.shape import Bounds
 from prediction_api.inputs.tables import CSV, FORMATS, frame_table, json_table, split_table
 
 JSON = "application/json"
@@ -53,12 +54,13 @@ def media_type(content_type: bytes | None) -> str:
 
 class ScoringDecoder:
     """Bodies of ``POST /invocations`` → the engine's columns, for one model's features
-    (in the engine's order); at most ``max_rows`` rows."""
+    (in the engine's order), within ``bounds``."""
 
-    def __init__(self, features: Sequence[Feature], max_rows: int) -> None:
+    def __init__(self, features: Sequence[Feature], bounds: Bounds) -> None:
         self.features = tuple(features)
         self.names = frozenset(f.name for f in self.features)
-        self.max_rows = max_rows
+        self.bounds = bounds
+        self.max_rows = bounds.max_rows
         self.numeric = tuple(f for f in self.features if f.kind is Kind.NUMERIC)
         self.categorical = tuple(f for f in self.features if f.kind is Kind.CATEGORICAL)
         self._envelope = msgspec.json.Decoder(_envelope_type(self.features))
@@ -67,6 +69,7 @@ class ScoringDecoder:
         """The columns of ``body``, and per feature the values converted on the way."""
         mime = media_type(content_type)
         if mime == JSON:
+            self.bounds.check_invocations(body)
             typed = self._typed(body)
             if typed is not None:
                 return typed

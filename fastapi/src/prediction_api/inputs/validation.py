@@ -18,9 +18,10 @@ Value rules (the model signature's types, the trainer's cleaning rules):
 - categorical features: JSON strings or null; other types are refused. Strings are trimmed and
   a blank string is missing, as in training; values never seen in training are accepted.
 
-Work is bounded for any body: a record with more keys than ``Validator.max_keys`` (twice the
-features, plus WIDTH_MARGIN) is refused as a whole before its keys are looked at, and problems
-beyond ``errors.MAX_PROBLEMS`` are counted, not described.
+Work is bounded for any body: a large body's structure is checked before it is decoded
+(``shape``); a record with more keys than ``Validator.max_keys`` (``shape.max_width``) is refused
+as a whole before its keys are looked at, and problems beyond ``errors.MAX_PROBLEMS`` are
+counted, not described.
 """
 
 from __future__ import annotations
@@ -35,16 +36,13 @@ import msgspec
 from ml_model.engine import Columns
 from prediction_api.errors import InputError, Problems, problem
 from prediction_api.features import Feature, Kind
+from prediction_api.inputs.shape import max_width
 from prediction_api.inputs.value_checks import (
     Column,
     check_values,
     float_matrix,
     json_type,
 )
-
-# No client sends this many stray keys by mistake; naming each of them would cost work and
-# memory in proportion to a hostile body.
-WIDTH_MARGIN = 100
 
 Getter = Callable[[Any], Any]
 
@@ -92,7 +90,7 @@ class Validator:
     def __init__(self, features: Sequence[Feature], max_rows: int) -> None:
         self.features = tuple(features)
         self.max_rows = max_rows
-        self.max_keys = 2 * len(self.features) + WIDTH_MARGIN
+        self.max_keys = max_width(len(self.features))
         self.names = frozenset(f.name for f in self.features)
         self.required = tuple(f.name for f in self.features if f.required)
         self._required_set = frozenset(self.required)
