@@ -100,7 +100,8 @@ def measure_body(pid: int, port: int, path: str, body: bytes, repeats: int) -> d
         status, ms, answer = post(port, path, body)
         statuses.append(status)
         times.append(ms)
-    detail = json.loads(answer).get("detail", [{}])
+    parsed = json.loads(answer)  # the service's body, or MLflow's on /invocations
+    detail = parsed.get("detail") or [{"msg": parsed.get("message", "")}]
     return {
         "bytes": len(body),
         "statuses": sorted(set(statuses)),

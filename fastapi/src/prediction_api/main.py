@@ -18,7 +18,7 @@ from starlette.responses import Response
 
 from prediction_api.errors import ApiError, error_response, problem
 from prediction_api.hot import HotPathMiddleware, PredictionService
-from prediction_api.http import ApiKeys
+from prediction_api.http import ApiKeys, return_large_buffers
 from prediction_api.manager import ModelManager
 from prediction_api.metrics import Metrics, MetricsMiddleware
 from prediction_api.monitoring import Monitoring, RequestIdMiddleware
@@ -47,6 +47,7 @@ def create_app(settings: ApiSettings | None = None, manager: ModelManager | None
     """The service for ``settings`` (default: from the environment). ``manager`` may be given
     to serve from something other than the MLflow registry (tests)."""
     settings = settings or load_settings()
+    return_large_buffers()
     metrics = manager.metrics if manager is not None else Metrics()
     follower = manager or ModelManager(settings, metrics)
     keys = ApiKeys(settings.api_keys)

@@ -173,3 +173,30 @@ def test_batch_scoring_predicts_what_the_api_serves(
     assert batch["prediction"].tolist() == answer["predictions"]
     columns = [f"probability_{label}" for label in answer["classes"]]
     np.testing.assert_allclose(batch[columns].to_numpy(), answer["probabilities"], rtol=1e-6)
+
+
+def resident_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return (
+        int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1])
+        / 1024
+    )
+
+
+def test_large_hostile_bodies_leave_no_memory_behind(classifier_api: Api) -> None:
+    """Megabytes of keys or columns: refused from their structure, and the memory their
+    reading took is returned to the system (not kept by the allocator for later)."""
+    keys = b"{" + b",".join(b'"k%d":1' % i for i in range(800_000)) + b"}"
+    columns = b'{"dataframe_split": {"columns": [%s], "data": [[]]}}' % b",".join(
+        [b'"x"'] * 1_500_000
+    )
+    pid = classifier_api.process.popen.pid
+    before = resident_mib(pid)
+    for _ in range(3):
+        for path, body, status in (("/predict", keys, 422), ("/invocations", columns, 400)):
+            answer = classifier_api.post(
+                path, data=body, headers={"Content-Type": "application/json"}
+            )
+            assert answer.status_code == status, answer.text[:300]
+            assert "refused without reading them" in answer.text
+    assert resident_mib(pid) - before < 10
