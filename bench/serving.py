@@ -1,6 +1,6 @@
 """Serving latency and throughput: the prediction API vs ``mlflow models serve``, one model.
 
-    .venv/bin/python -m bench.serving [--duration 20] [--api-workers 1] [--mlflow-workers 2]
+    .venv/bin/python -m bench.serving [--duration 20] [--api-workers 1] [--mlflow-workers 1]
                                       [--trees 300] [--rows 1000] [--train-rows 20000]
                                       [--json results.json]
 
@@ -659,8 +659,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--trees", type=int, default=300)
     parser.add_argument("--train-rows", type=int, default=20_000)
     parser.add_argument("--api-workers", type=int, default=1)
-    parser.add_argument("--mlflow-workers", type=int, default=2)
+    parser.add_argument("--mlflow-workers", type=int, default=1, help="its default: 1")
     parser.add_argument("--inprocess-seconds", type=float, default=3.0)
+    parser.add_argument(
+        "--log-sample-rate", help="the API's API_LOG_SAMPLE_RATE (default: its own, 1: all logged)"
+    )
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument(
         "--child", choices=["loadgen", "train", "inprocess", "limits"], help=argparse.SUPPRESS
@@ -690,6 +693,7 @@ def run_api(
         "API_PORT": str(port),
         "API_WORKERS": str(args.api_workers),
         "API_MAX_ROWS": str(max(args.rows, 10_000)),
+        **({"API_LOG_SAMPLE_RATE": args.log_sample_rate} if args.log_sample_rate else {}),
     }
     api_log, mlflow_log = work / "api.log", work / "mlflow-server.log"
     api = ServerProcess("prediction API", [str(BIN / "prediction-api")], api_log, api_env)
