@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gc
 import io
 import json
 import logging
@@ -136,6 +137,7 @@ def write_batches(store_url: str, connection: Connection) -> None:
     else:
         os.nice(19)
     store = PredictionStore(store_url)
+    gc.freeze()  # the libraries' objects: out of every collection the batches' objects trigger
     prepared: set[str] = set()
     try:
         while (message := connection.recv()) is not None:

@@ -64,6 +64,13 @@ def store_url(url: str | None, password: str | None, home: Path) -> str:
     return sa.engine.make_url(url).set(password=password).render_as_string(hide_password=False)
 
 
+def _write_ahead_log(connection: Any, _: Any) -> None:
+    """SQLite in write-ahead-log mode, synced at checkpoints: the monitor reads while the
+    API's writer appends, and a commit costs no sync of its own."""
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+
+
 class StoreError(RuntimeError):
     """The store cannot take or give what was asked (unreachable, or refused)."""
 
@@ -120,6 +127,8 @@ class PredictionStore:
         self.url = url
         self.engine = sa.create_engine(url, pool_pre_ping=True)
         self.postgres = self.engine.dialect.name == "postgresql"
+        if not self.postgres:
+            sa.event.listen(self.engine, "connect", _write_ahead_log)
         self.schema = SCHEMA if self.postgres else None
         self.metadata = sa.MetaData()
         self.feedback = sa.Table(
@@ -172,10 +181,38 @@ class PredictionStore:
     def insert(self, spec: VersionTable, rows: Sequence[Mapping[str, Any]]) -> None:
         """Append ``rows`` (column → value) to ``spec``'s table (``prepare`` it first)."""
         table = self._table(spec)
-        self._run(
-            f"cannot write to {spec.name}",
-            lambda connection: connection.execute(table.insert(), list(rows)),
-        )
+        if self.postgres:  # SQLAlchemy batches the rows into multi-row VALUES
+
+            def insert(connection: sa.Connection) -> None:
+                connection.execute(table.insert(), list(rows))
+
+        else:  # the driver's executemany on tuples: a fifth of SQLAlchemy's per-row cost
+            statement = str(table.insert().compile(dialect=self.engine.dialect))
+            convert = [
+                (
+                    column.name,
+                    column.type.dialect_impl(self.engine.dialect).bind_processor(
+                        self.engine.dialect
+                    ),
+                )
+                for column in table.columns
+            ]
+
+            def insert(connection: sa.Connection) -> None:
+                connection.exec_driver_sql(
+                    statement,
+                    [
+                        tuple(
+                            row[name]
+                            if process is None or row[name] is None
+                            else process(row[name])
+                            for name, process in convert
+                        )
+                        for row in rows
+                    ],
+                )
+
+        self._run(f"cannot write to {spec.name}", insert)
 
     def record_feedback(self, request_id: str, label: str) -> None:
         row = {"request_id": request_id, "label": label, "logged_at": dt.datetime.now(dt.UTC)}
