@@ -100,12 +100,26 @@ def test_invocations_bodies_out_of_bounds_get_mlflows_error_unread(
     assert python_peak_mib(decoder.decode, body, JSON) < 1
 
 
+def test_nan_and_infinity_tokens_do_not_hide_a_bodys_shape() -> None:
+    """MLflow accepts these tokens; a body holding them is bounded all the same."""
+    record = b'{"length": NaN, "island": "NaN-Infinity", "x": -Infinity, "y": Infinity'
+    wide = record + b"".join(b', "k%d": NaN' % i for i in range(5000)) + b"}"
+    with pytest.raises(InputError) as caught:
+        BOUNDS.check_predict(b"[" + wide + b"]")
+    assert caught.value.problems[0]["msg"].startswith("/0 holds 5004 items")
+    with pytest.raises(ApiError) as refused:
+        ScoringDecoder(FEATURES, BOUNDS).decode(b'{"dataframe_records": [%s]}' % wide, JSON)
+    assert "/dataframe_records/0 holds 5004 items" in refused.value.problems[0]["msg"]
+    many = b"[" + b",".join([b'{"length": NaN, "island": "Dream"}'] * 1000) + b"]"
+    BOUNDS.check_predict(many)  # within bounds: on to the decoders
+
+
 def test_bodies_within_bounds_and_small_or_unreadable_ones_pass_to_the_decoders() -> None:
     BOUNDS.check_predict(json.dumps([GOOD] * 1000).encode())  # the row limit exactly
     small = many_keys(2000)  # far too wide, but small: the validator names its problems
     assert len(small) <= CHECKED_BYTES
     BOUNDS.check_predict(small)
-    BOUNDS.check_predict(b"[" + b'{"length": NaN},' * 5000 + b"{}]")  # the parser's to name
+    BOUNDS.check_predict(b"[" + b'{"length": 1.0,' * 5000 + b"{}]")  # malformed: the parser's
     columns = ScoringDecoder(FEATURES, BOUNDS).decode(
         json.dumps({"dataframe_records": [GOOD] * 1000}).encode(), JSON
     )

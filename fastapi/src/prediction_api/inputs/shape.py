@@ -5,8 +5,7 @@ Python objects; the sizes of the containers where records, rows and columns live
 there. A body with more rows than ``max_rows`` or a record, row or column list wider than
 ``max_keys`` is refused before the typed decoder or the parser would build millions of objects
 from it (hundreds of milliseconds and of megabytes for 10 MB of keys). Smaller bodies, and
-bodies simdjson cannot read (malformed JSON, ``NaN`` tokens), go on to the usual decoding,
-which reports their problems.
+malformed ones, go on to the usual decoding, which reports their problems.
 """
 
 from __future__ import annotations
@@ -106,7 +105,14 @@ def _parsed(body: bytes) -> Any:
         return None
     try:
         return simdjson.Parser().parse(body)
-    except ValueError:  # malformed JSON, invalid UTF-8 or NaN tokens: the parser reports them
+    except ValueError:
+        pass
+    # MLflow's clients may send NaN and Infinity tokens, which JSON lacks: read as null they
+    # keep the structure (inside a string the text changes, not the string's place).
+    readable = body.replace(b"-Infinity", b"null").replace(b"Infinity", b"null")
+    try:
+        return simdjson.Parser().parse(readable.replace(b"NaN", b"null"))
+    except ValueError:  # malformed JSON or invalid UTF-8: the decoders report them
         return None
 
 
