@@ -181,38 +181,10 @@ class PredictionStore:
     def insert(self, spec: VersionTable, rows: Sequence[Mapping[str, Any]]) -> None:
         """Append ``rows`` (column → value) to ``spec``'s table (``prepare`` it first)."""
         table = self._table(spec)
-        if self.postgres:  # SQLAlchemy batches the rows into multi-row VALUES
-
-            def insert(connection: sa.Connection) -> None:
-                connection.execute(table.insert(), list(rows))
-
-        else:  # the driver's executemany on tuples: a fifth of SQLAlchemy's per-row cost
-            statement = str(table.insert().compile(dialect=self.engine.dialect))
-            convert = [
-                (
-                    column.name,
-                    column.type.dialect_impl(self.engine.dialect).bind_processor(
-                        self.engine.dialect
-                    ),
-                )
-                for column in table.columns
-            ]
-
-            def insert(connection: sa.Connection) -> None:
-                connection.exec_driver_sql(
-                    statement,
-                    [
-                        tuple(
-                            row[name]
-                            if process is None or row[name] is None
-                            else process(row[name])
-                            for name, process in convert
-                        )
-                        for row in rows
-                    ],
-                )
-
-        self._run(f"cannot write to {spec.name}", insert)
+        self._run(
+            f"cannot write to {spec.name}",
+            lambda connection: connection.execute(table.insert(), list(rows)),
+        )
 
     def record_feedback(self, request_id: str, label: str) -> None:
         row = {"request_id": request_id, "label": label, "logged_at": dt.datetime.now(dt.UTC)}
