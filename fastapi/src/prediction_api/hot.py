@@ -11,8 +11,8 @@ straight to ``PredictionService`` (their FastAPI routes remain for the OpenAPI d
 for every other method).
 
 Small requests stay on the event loop and share booster calls (``coalescer``); bodies over
-INLINE_BODY_BYTES (big batches) are parsed and predicted in the thread pool so they do not
-stall the loop.
+INLINE_BODY_BYTES (big batches) are decoded and predicted in the thread pool so they do not
+stall the loop; a refused one's parse is freed there too.
 """
 
 from __future__ import annotations
@@ -78,8 +78,14 @@ def _batch(model: LoadedModel, route: str, body: bytes, content_type: bytes | No
 def answer(
     model: LoadedModel, route: str, body: bytes, content_type: bytes | None = JSON_TYPE
 ) -> tuple[bytes, Converted, Prediction]:
-    """Body → answer in one go (thread pool, in-process benchmarks)."""
-    converted = _batch(model, route, body, content_type)
+    """Body → answer in one go (thread pool, in-process benchmarks). A refused body's parse,
+    which the traceback's frames hold, is freed here rather than by whoever catches the
+    error (on the event loop, freeing 10,000 parsed records took milliseconds)."""
+    try:
+        converted = _batch(model, route, body, content_type)
+    except ApiError as error:
+        traceback.clear_frames(error.__traceback__)
+        raise
     prediction = model.predict(converted.columns)
     return _render(model, route, prediction), converted, prediction
 

@@ -7,6 +7,7 @@ import gc
 import json
 import sys
 import threading
+import traceback
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,8 +16,8 @@ import pytest
 
 from ml_model.config import Task
 from prediction_api.coalescer import Coalescer
-from prediction_api.errors import MAX_PROBLEMS
-from prediction_api.hot import INLINE_BODY_BYTES
+from prediction_api.errors import MAX_PROBLEMS, ApiError
+from prediction_api.hot import INLINE_BODY_BYTES, PREDICT, answer
 from prediction_api.model import SmokeTestError
 from prediction_api.routes import admin
 from tools.processes import wait_until
@@ -475,3 +476,17 @@ def test_a_refused_big_body_is_freed_at_once(api: Any, served: Any) -> None:
         finally:
             gc.enable()
     assert grown < 100_000  # each parsed body is 200,000 strings
+
+
+def test_a_refused_big_body_is_freed_where_it_was_parsed(served: Any) -> None:
+    # The thread pool frees it: the frames of a refused body's decoding hold nothing when the
+    # error reaches the event loop.
+    records = [dict.fromkeys(served.input_example[0], "x")] * 2_000  # bad numeric values
+    body = json.dumps(records).encode()
+    assert len(body) > INLINE_BODY_BYTES
+    with pytest.raises(ApiError) as refused:
+        answer(served, PREDICT, body)
+    frames = [frame for frame, _ in traceback.walk_tb(refused.value.__traceback__)]
+    below_answer = frames[[f.f_code.co_name for f in frames].index("answer") + 1 :]
+    assert below_answer, "the error comes from the decoders"
+    assert [f.f_code.co_name for f in below_answer if f.f_locals] == []
