@@ -1,16 +1,20 @@
 """What the prediction log costs the API: one-row ``POST /predict`` latency with the log off
-(``API_LOG_SAMPLE_RATE=0``) and on (every request logged, the embedded SQLite store), the two
-servers measured in alternating slices of the same run so that machine noise hits both alike.
+(``API_LOG_SAMPLE_RATE=0``) and on (every request logged), the two servers measured in
+alternating slices of the same run, each after the machine has settled (the writer done with
+the last slice's rows), so that machine noise hits both alike.
 
-    python -m bench.monitoring [--rounds 3] [--seconds 4]
+    python -m bench.monitoring [--rounds 3] [--seconds 4] [--store sqlite|postgres]
 
-Prints p50 / p99 at concurrency 1 and 16, and the rows the log wrote and dropped. The goal:
-logging on costs at most 5 % of p50 and no p99 regression.
+``--store``: the embedded default's SQLite file, or the stack's PostgreSQL (a real cluster
+initialised by ``postgres/initdb``, on this machine, written by the ``monitoring_writer``
+role as in the stack). Prints p50 / p99 at concurrency 1 and 16, and the rows the log wrote
+and dropped. The goal: logging on costs at most 5 % of p50 and no p99 regression.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import statistics
 import sys
@@ -20,20 +24,28 @@ from typing import Any
 
 import requests
 
-from bench.serving import BIN, MODEL, load, run_child, write_bodies
+from bench.serving import BIN, MODEL, load, run_child, settle, write_bodies
+from tests.support.postgres import (
+    MONITORING_DB,
+    MONITORING_WRITER,
+    create_cluster,
+    destroy_cluster,
+)
 from tools.processes import ServerProcess, environ_without, free_port, http_ok
 
 ARMS = ("log off", "log on")
 
 
-def start_api(work: Path, env: dict[str, str], arm: str) -> tuple[ServerProcess, int]:
+def start_api(
+    work: Path, env: dict[str, str], arm: str, store: dict[str, str]
+) -> tuple[ServerProcess, int]:
     port = free_port()
     api_env = {
         **env,
+        **store,
         "API_MODEL_NAME": MODEL,
         "API_PORT": str(port),
         "API_LOG_SAMPLE_RATE": "0" if arm == "log off" else "1",
-        "MONITORING_DB_URL": f"sqlite:///{work / 'monitoring.db'}",
     }
     log = work / f"api-{arm.replace(' ', '-')}.log"
     api = ServerProcess(f"prediction API ({arm})", [str(BIN / "prediction-api")], log, api_env)
@@ -48,8 +60,22 @@ def log_rows(port: int) -> dict[str, float]:
 
 
 def measure(args: argparse.Namespace) -> tuple[dict[str, dict[str, list[float]]], dict[str, Any]]:
-    with tempfile.TemporaryDirectory(prefix="bench-monitoring-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-monitoring-") as tmp,
+        contextlib.ExitStack() as running,
+    ):
         work = Path(tmp)
+        if args.store == "postgres":
+            print("bench: starting PostgreSQL", file=sys.stderr)
+            cluster = create_cluster(work / "postgres-logs")
+            running.callback(destroy_cluster, cluster)
+            store = {
+                "MONITORING_DB_URL": f"postgresql+psycopg2://{MONITORING_WRITER}@{cluster.host}:"
+                f"{cluster.port}/{MONITORING_DB}",
+                "MONITORING_DB_PASSWORD": cluster.monitoring_writer_password,
+            }
+        else:
+            store = {"MONITORING_DB_URL": f"sqlite:///{work / 'monitoring.db'}"}
         home = work / "store"
         env = environ_without("MLFLOW_", "API_", "MONITORING_")
         env.update(ML_MODEL_HOME=str(home), MLFLOW_DISABLE_TELEMETRY="true")
@@ -58,7 +84,7 @@ def measure(args: argparse.Namespace) -> tuple[dict[str, dict[str, list[float]]]
         run_child(train, env)
         bodies = write_bodies(work, 1000)
         env["MLFLOW_TRACKING_URI"] = f"sqlite:///{home / 'mlflow.db'}"
-        servers = {arm: start_api(work, env, arm) for arm in ARMS}
+        servers = {arm: start_api(work, env, arm, store) for arm in ARMS}
         results: dict[str, dict[str, list[float]]] = {
             arm: {"c1_p50": [], "c1_p99": [], "c16_p50": [], "c16_p99": []} for arm in ARMS
         }
@@ -69,7 +95,9 @@ def measure(args: argparse.Namespace) -> tuple[dict[str, dict[str, list[float]]]
                 for arm in ARMS if round_ % 2 == 0 else reversed(ARMS):
                     port = servers[arm][1]
                     print(f"bench: round {round_ + 1}, {arm}", file=sys.stderr)
+                    settle()
                     c1 = load(port, "/predict", bodies["api_one"], 1, args.seconds)
+                    settle()
                     c16 = load(port, "/predict", bodies["api_one"], 16, args.seconds)
                     for key, value in (
                         ("c1_p50", c1["p50_ms"]),
@@ -111,6 +139,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="alternating slices per server")
     parser.add_argument("--seconds", type=float, default=4.0, help="seconds per slice")
+    parser.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
     args = parser.parse_args()
     results, logged = measure(args)
     print(report(results, logged))

@@ -13,11 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import psycopg2
 import pytest
 
 from ml_model.engine import Columns
-from ml_model.monitoring.log import WRITER, Answered, PredictionLog, rows_of, unpickled
+from ml_model.monitoring.log import WRITER, Answered, PredictionLog, columns_of, unpickled
 from ml_model.monitoring.store import PredictionStore, StoreError, VersionTable
 from ml_model.preprocessing import FeatureSchema
 from tests.support.postgres import (
@@ -200,7 +201,7 @@ def test_reader_cannot_write(postgres_cluster: PostgresCluster, postgres_url: st
     PredictionStore(postgres_url).prepare(TABLE)
     reader = PredictionStore(reader_url(postgres_cluster))
     with pytest.raises(StoreError, match="cannot write"):
-        reader.insert(TABLE, rows_of(SCHEMA, unpickled(answered("req-x").queued())))
+        reader.insert(TABLE, columns_of(SCHEMA, unpickled(answered("req-x").queued())))
     with pytest.raises(StoreError, match="cannot record feedback"):
         reader.record_feedback("req-x", "1")
 
@@ -260,3 +261,42 @@ def test_a_writer_process_that_dies_is_started_again(tmp_path: Path) -> None:
     assert [p for p in multiprocessing.active_children() if p.name == WRITER] == []
     frame = store.window(TABLE, dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))
     assert sorted(set(frame["_request_id"])) == ["first", "second"]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_values_come_back_exactly_as_logged(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    # Text that COPY's format must escape, and numbers that only an exact text form keeps.
+    cities = ["tab\there", "line\nbreak\r", "back\\slash", "\\N", "", None]
+    ages = [0.1 + 0.2, 1e-300, -2.5, np.nan, 123456.789, 2.0**0.5]
+    rooms = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    predictions = np.array([0.1, 0.2, 1 / 3, 2.0, -7.25, 1e10])
+    if kind == "postgres":
+        url = request.getfixturevalue("postgres_url")
+        reader = PredictionStore(reader_url(request.getfixturevalue("postgres_cluster")))
+    else:
+        url = f"sqlite:///{tmp_path / 'monitoring.db'}"
+        reader = PredictionStore(url)
+    written = Counter()
+    log = PredictionLog(url, interval=0.05, on_written=written)
+    log.submit(
+        Answered(
+            table=TABLE,
+            request_id="req-exact",
+            route="/predict",
+            latency_ms=1.5,
+            schema=SCHEMA,
+            columns=Columns(6, np.column_stack([ages, rooms]), (tuple(cities),)),
+            predictions=predictions,
+        )
+    )
+    log.close()
+    assert written.rows == 6
+    frame = reader.window(TABLE, dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))
+    frame = frame.sort_values("rooms")
+    assert frame["rooms"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert [None if pd.isna(c) else c for c in frame["city"]] == cities
+    np.testing.assert_array_equal(frame["age"].to_numpy(dtype=float), ages)
+    np.testing.assert_array_equal(frame["_prediction"].to_numpy(dtype=float), predictions)
+    assert frame["_route"].tolist() == ["/predict"] * 6

@@ -19,7 +19,6 @@ import gc
 import io
 import json
 import logging
-import math
 import multiprocessing
 import os
 import pickle
@@ -36,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from ml_model.engine.model import Columns
-from ml_model.monitoring.store import PredictionStore, StoreError, VersionTable
+from ml_model.monitoring.store import BASE_COLUMNS, PredictionStore, StoreError, VersionTable
 from ml_model.preprocessing import FeatureSchema
 
 logger = logging.getLogger("ml_model.monitoring")
@@ -66,8 +65,10 @@ class Answered:
         return self.columns.rows
 
     def queued(self) -> bytes:
-        """The request as it waits in the queue: its table's name, then its values as plain
-        Python objects, pickled (``rows_of`` reads them back)."""
+        """The request as it waits in the queue, pickled: its table's name, then its values,
+        the numeric features as the matrix's bytes (``columns_of`` reads them back). A
+        microsecond for one row, 0.1 ms for a 1000-row batch: pickling arrays as objects
+        costs more for one row, their values as Python floats ten times more for 1000."""
         return pickle.dumps(
             (
                 self.table.name,
@@ -75,8 +76,8 @@ class Answered:
                 self.request_id,
                 self.route,
                 self.latency_ms,
-                self.columns.numeric.tolist(),
-                [list(values) for values in self.columns.categorical],
+                np.ascontiguousarray(self.columns.numeric, dtype=np.float64).tobytes(),
+                self.columns.categorical,
                 np.asarray(self.predictions).tolist(),
                 None if self.probabilities is None else self.probabilities.tolist(),
             ),
@@ -84,10 +85,12 @@ class Answered:
         )
 
 
-def rows_of(schema: FeatureSchema, queued: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
-    """The table rows (column → value) of queued requests of one model version: missing values
-    become NULL, probabilities JSON text."""
-    rows = []
+def columns_of(schema: FeatureSchema, queued: Iterable[tuple[Any, ...]]) -> dict[str, list[Any]]:
+    """The table's columns (name → one value per row) for queued requests of one model
+    version: missing values become NULL, probabilities JSON text. The features are converted
+    once for all the requests."""
+    columns: dict[str, list[Any]] = {name: [] for name in (*BASE_COLUMNS, *schema.categorical)}
+    numeric_bytes = []
     for (
         _,
         logged_at,
@@ -99,24 +102,30 @@ def rows_of(schema: FeatureSchema, queued: Iterable[tuple[Any, ...]]) -> list[di
         predictions,
         probabilities,
     ) in queued:
-        base = {
-            "_logged_at": dt.datetime.fromtimestamp(logged_at, dt.UTC),
-            "_request_id": request,
-            "_route": route,
-            "_latency_ms": latency,
-        }
-        for row, prediction in enumerate(predictions):
-            record = {
-                **base,
-                "_prediction": prediction,
-                "_probabilities": None if probabilities is None else json.dumps(probabilities[row]),
-            }
-            for name, value in zip(schema.numeric, numeric[row], strict=True):
-                record[name] = None if math.isnan(value) else value
-            for name, values in zip(schema.categorical, categorical, strict=True):
-                record[name] = None if pd.isna(values[row]) else values[row]
-            rows.append(record)
-    return rows
+        rows = len(predictions)
+        columns["_logged_at"] += [dt.datetime.fromtimestamp(logged_at, dt.UTC)] * rows
+        columns["_request_id"] += [request] * rows
+        columns["_route"] += [route] * rows
+        columns["_latency_ms"] += [latency] * rows
+        columns["_prediction"] += predictions
+        columns["_probabilities"] += (
+            [None] * rows if probabilities is None else list(map(json.dumps, probabilities))
+        )
+        numeric_bytes.append(numeric)
+        for name, values in zip(schema.categorical, categorical, strict=True):
+            columns[name] += values
+    for name in schema.categorical:
+        values = columns[name]
+        missing = pd.isna(np.asarray(values, dtype=object)).tolist()
+        columns[name] = [None if na else value for value, na in zip(values, missing, strict=True)]
+    matrix = np.frombuffer(b"".join(numeric_bytes), dtype=np.float64).reshape(
+        len(columns["_prediction"]), len(schema.numeric)
+    )
+    numbers = matrix.astype(object)  # Python floats
+    numbers[np.isnan(matrix)] = None
+    for name, column in zip(schema.numeric, numbers.T, strict=True):
+        columns[name] = column.tolist()
+    return columns
 
 
 def unpickled(payload: bytes) -> Iterator[tuple[Any, ...]]:
@@ -148,17 +157,18 @@ def write_batches(store_url: str, connection: Connection) -> None:
             written, dropped, error = 0, 0, None
             for name, entries in tables.items():
                 table, schema = versions[name]
-                rows = rows_of(schema, entries)
+                columns = columns_of(schema, entries)
+                rows = len(columns["_prediction"])
                 try:
                     if name not in prepared:
                         store.prepare(table)
                         prepared.add(name)
-                    store.insert(table, rows)
+                    store.insert(table, columns)
                 except StoreError as exc:
                     prepared.discard(name)
-                    dropped, error = dropped + len(rows), str(exc)
+                    dropped, error = dropped + rows, str(exc)
                 else:
-                    written += len(rows)
+                    written += rows
             connection.send((written, dropped, error))
     except (EOFError, OSError):
         pass

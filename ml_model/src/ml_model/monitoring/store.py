@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -69,6 +70,24 @@ def _write_ahead_log(connection: Any, _: Any) -> None:
     API's writer appends, and a commit costs no sync of its own."""
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=NORMAL")
+
+
+# COPY's text format: tab-separated columns, \N for NULL, backslash escapes in text.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(values: Sequence[Any], kind: sa.types.TypeEngine[Any]) -> list[str]:
+    """``values`` of a column of type ``kind`` as COPY text fields."""
+    if isinstance(kind, sa.DateTime):  # one timestamp per request: formatted once
+        formatted = {value: value.isoformat() for value in set(values) if value is not None}
+        return [formatted.get(value, "\\N") for value in values]
+    if isinstance(kind, sa.Boolean):
+        return ["\\N" if value is None else "t" if value else "f" for value in values]
+    if isinstance(kind, sa.Integer):  # the engine's numbers are floats
+        return ["\\N" if value is None else str(round(value)) for value in values]
+    if isinstance(kind, sa.Float):
+        return ["\\N" if value is None else repr(float(value)) for value in values]
+    return ["\\N" if value is None else str(value).translate(_COPY_ESCAPES) for value in values]
 
 
 class StoreError(RuntimeError):
@@ -145,10 +164,11 @@ class PredictionStore:
         self.engine.dispose()
 
     def _run(self, what: str, work: Any) -> Any:
+        driver_error = self.engine.dialect.loaded_dbapi.Error  # raised by COPY's raw cursor
         try:
             with self.engine.begin() as connection:
                 return work(connection)
-        except sa.exc.SQLAlchemyError as exc:
+        except (sa.exc.SQLAlchemyError, driver_error) as exc:
             raise StoreError(f"{what}: {type(getattr(exc, 'orig', None) or exc).__name__}") from exc
 
     def _table(self, spec: VersionTable) -> sa.Table:
@@ -178,13 +198,51 @@ class PredictionStore:
 
         self._run(f"cannot create the prediction table {spec.name}", create)
 
-    def insert(self, spec: VersionTable, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Append ``rows`` (column → value) to ``spec``'s table (``prepare`` it first)."""
+    def insert(self, spec: VersionTable, columns: Mapping[str, Sequence[Any]]) -> None:
+        """Append rows given column by column (name → values, one per row) to ``spec``'s
+        table (``prepare`` it first)."""
         table = self._table(spec)
+        write = self._copy if self.postgres else self._execute_many
         self._run(
-            f"cannot write to {spec.name}",
-            lambda connection: connection.execute(table.insert(), list(rows)),
+            f"cannot write to {spec.name}", lambda connection: write(connection, table, columns)
         )
+
+    def _execute_many(
+        self, connection: sa.Connection, table: sa.Table, columns: Mapping[str, Sequence[Any]]
+    ) -> None:
+        """SQLite: the column types' conversions (timestamps to text) run once per distinct
+        value, and the rows go to the driver as tuples: binding each row's parameters through
+        SQLAlchemy took two thirds of the writer's time."""
+        dialect = self.engine.dialect
+        statement = table.insert().compile(dialect=dialect, column_keys=list(columns))
+        values: dict[str, Sequence[Any]] = {}
+        for name, column in columns.items():
+            convert = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+            if convert is None:
+                values[name] = column
+            else:
+                converted = {value: convert(value) for value in set(column)}
+                values[name] = [converted[value] for value in column]
+        rows = list(zip(*(values[name] for name in statement.positiontup or ()), strict=True))
+        connection.exec_driver_sql(statement.string, rows)
+
+    def _copy(
+        self, connection: sa.Connection, table: sa.Table, columns: Mapping[str, Sequence[Any]]
+    ) -> None:
+        """PostgreSQL: the rows in one ``COPY``, five times less work than the batched
+        ``INSERT`` SQLAlchemy sends through psycopg2."""
+        preparer = self.engine.dialect.identifier_preparer
+        names = ", ".join(preparer.quote(name) for name in columns)
+        text = [_copy_text(column, table.c[name].type) for name, column in columns.items()]
+        lines = "\n".join(map("\t".join, zip(*text, strict=True))) + "\n"
+        cursor = connection.connection.cursor()
+        try:
+            cursor.copy_expert(
+                f"COPY {preparer.format_table(table)} ({names}) FROM STDIN",
+                io.StringIO(lines),
+            )
+        finally:
+            cursor.close()
 
     def record_feedback(self, request_id: str, label: str) -> None:
         row = {"request_id": request_id, "label": label, "logged_at": dt.datetime.now(dt.UTC)}
