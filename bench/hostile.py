@@ -9,8 +9,9 @@ One run trains a regression pipeline into a fresh embedded store (``bench.servin
 8 numeric and 4 categorical features) and starts ``prediction-api`` (one uvicorn worker,
 uvloop + httptools) on that store. Then, per hostile body, ``--repeats`` times one after the
 other: the status, the time to the full answer (client side, upload included) and the growth
-of the server's resident memory (``VmRSS`` in ``/proc/<pid>/status`` before the first and
-after the last; the peak, ``VmHWM``, is reset before each body). Last, one valid row on
+of the server's resident memory, its decoder process's included (``VmRSS`` in
+``/proc/<pid>/status`` before the first and after the last; the peak, ``VmHWM``, is reset
+before each body). Last, one valid row on
 ``/predict`` at ``--concurrency`` for ``--load-seconds``, alone and then while
 ``--hostile-clients`` clients post the hostile bodies in turn without pause: its p50 / p99.
 
@@ -66,15 +67,20 @@ def hostile_bodies(columns: list[str]) -> dict[str, tuple[str, bytes]]:
 
 
 def rss_kib(pid: int, field: str = "VmRSS") -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no {field} for process {pid}")
+    """``field`` of ``/proc/<pid>/status`` summed over the process and its children (the
+    decoder process)."""
+    total = 0
+    for member in serving.descendants(pid):
+        for line in Path(f"/proc/{member}/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                total += int(line.split()[1])
+    return total
 
 
 def reset_peak(pid: int) -> None:
-    """Reset the process's ``VmHWM`` to its current RSS (Linux: ``clear_refs`` value 5)."""
-    Path(f"/proc/{pid}/clear_refs").write_text("5")
+    """Reset each process's ``VmHWM`` to its current RSS (Linux: ``clear_refs`` value 5)."""
+    for member in serving.descendants(pid):
+        Path(f"/proc/{member}/clear_refs").write_text("5")
 
 
 def post(port: int, path: str, body: bytes) -> tuple[int, float, bytes]:

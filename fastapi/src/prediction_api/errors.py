@@ -93,6 +93,9 @@ class ApiError(Exception):
         self.headers = headers
         super().__init__("; ".join(str(p["msg"]) for p in self.problems[:3]))
 
+    def __reduce__(self) -> tuple[Any, ...]:  # from the decoder process, whole
+        return type(self), (self.problems, self.status, self.headers, self.omitted, self.error_code)
+
 
 class InputError(ApiError):
     """Input that does not fit the model's features (422)."""

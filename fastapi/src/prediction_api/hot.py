@@ -12,7 +12,8 @@ for every other method).
 
 Small requests stay on the event loop and share booster calls (``coalescer``); bodies over
 INLINE_BODY_BYTES (big batches) are decoded and predicted in the thread pool so they do not
-stall the loop; a refused one's parse is freed there too.
+stall the loop, those over PROCESS_BODY_BYTES decoded in the decoder process
+(``decoder_process``) so that they do not hold the loop's interpreter lock either.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ml_model.engine import Columns, Prediction
 from prediction_api.coalescer import Coalescer
+from prediction_api.decoder_process import PREDICT, PROCESS_BODY_BYTES, DecoderProcess, decode
 from prediction_api.errors import ApiError, error_body, mlflow_error_body, problem
 from prediction_api.http import ApiKeys, header, read_body
 from prediction_api.inputs import Converted
@@ -42,7 +44,6 @@ from prediction_api.monitoring import REQUEST_ID_HEADER, Monitoring, request_id
 
 logger = logging.getLogger("prediction_api")
 
-PREDICT = "/predict"
 INVOCATIONS = "/invocations"
 HOT_PATHS = frozenset({PREDICT, INVOCATIONS})
 INLINE_BODY_BYTES = 32 * 1024
@@ -69,25 +70,18 @@ def _render(model: LoadedModel, route: str, prediction: Prediction) -> bytes:
     return orjson.dumps(payload, option=_NUMPY)
 
 
-def _batch(model: LoadedModel, route: str, body: bytes, content_type: bytes | None) -> Converted:
-    if route == PREDICT:
-        return model.inputs.predict(body)
-    return model.inputs.invocations(body, content_type)
+def _predicted(model: LoadedModel, route: str, converted: Converted) -> tuple[bytes, Prediction]:
+    prediction = model.predict(converted.columns)
+    return _render(model, route, prediction), prediction
 
 
 def answer(
     model: LoadedModel, route: str, body: bytes, content_type: bytes | None = JSON_TYPE
 ) -> tuple[bytes, Converted, Prediction]:
-    """Body → answer in one go (thread pool, in-process benchmarks). A refused body's parse,
-    which the traceback's frames hold, is freed here rather than by whoever catches the
-    error (on the event loop, freeing 10,000 parsed records took milliseconds)."""
-    try:
-        converted = _batch(model, route, body, content_type)
-    except ApiError as error:
-        traceback.clear_frames(error.__traceback__)
-        raise
-    prediction = model.predict(converted.columns)
-    return _render(model, route, prediction), converted, prediction
+    """Body → answer in one go, in this thread (the thread pool, in-process benchmarks)."""
+    converted = decode(model.inputs, route, body, content_type)
+    content, prediction = _predicted(model, route, converted)
+    return content, converted, prediction
 
 
 @dataclass(frozen=True)
@@ -117,6 +111,7 @@ class PredictionService:
         self.limit = limit
         self.monitoring = monitoring
         self.coalescer = Coalescer()
+        self.decoder = DecoderProcess()
 
     def current_model(self) -> LoadedModel:
         model = self.manager.current
@@ -134,12 +129,15 @@ class PredictionService:
         model = self.current_model()
         body = await read_body(headers, receive, self.limit)
         content_type = header(headers, b"content-type")
-        if len(body) > INLINE_BODY_BYTES:
+        if len(body) > PROCESS_BODY_BYTES:
+            converted = await self.decoder.decode(model.inputs, route, body, content_type)
+            content, prediction = await run_in_threadpool(_predicted, model, route, converted)
+        elif len(body) > INLINE_BODY_BYTES:
             content, converted, prediction = await run_in_threadpool(
                 answer, model, route, body, content_type
             )
         else:
-            converted = _batch(model, route, body, content_type)
+            converted = decode(model.inputs, route, body, content_type)
             raw = await self.coalescer.predict(model.compiled, converted.columns)
             prediction = model.compiled.finish(raw)
             content = _render(model, route, prediction)

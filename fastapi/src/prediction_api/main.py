@@ -1,8 +1,9 @@
 """The FastAPI application: ``create_app()`` is the factory uvicorn runs.
 
 Settings from the environment, a lifespan that starts and stops the registry follower, the
-routers, the middleware (``HotPathMiddleware`` outermost: it answers the prediction routes
-before anything else runs), and one error body for everything the service refuses.
+prediction log and the decoder process, the routers, the middleware (``HotPathMiddleware``
+outermost: it answers the prediction routes before anything else runs), and one error body
+for everything the service refuses.
 """
 
 from __future__ import annotations
@@ -58,7 +59,9 @@ def create_app(settings: ApiSettings | None = None, manager: ModelManager | None
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         follower.start()
         monitoring.start()
+        service.decoder.start()
         yield
+        service.decoder.stop()
         monitoring.stop()
         follower.stop()
 

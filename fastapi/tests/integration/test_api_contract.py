@@ -5,6 +5,7 @@ request and answer shapes MLflow clients use for ``mlflow models serve``."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -200,3 +201,31 @@ def test_large_hostile_bodies_leave_no_memory_behind(classifier_api: Api) -> Non
             assert answer.status_code == status, answer.text[:300]
             assert "refused without reading them" in answer.text
     assert resident_mib(pid) - before < 10
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of process ``pid`` (its threads; not its children)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_large_bodies_are_decoded_in_the_decoder_process(classifier_api: Api) -> None:
+    """Decoding holds the interpreter lock the event loop needs: large bodies cost the
+    serving process little more than moving their bytes; its decoder process (a child, like
+    the prediction log's writer) does the work."""
+    server = classifier_api.process.popen.pid
+    children = [
+        int(pid) for pid in Path(f"/proc/{server}/task/{server}/children").read_text().split()
+    ]
+    assert children, "the decoder process runs"
+    keys = b"{" + b",".join(b'"k%d":1' % i for i in range(800_000)) + b"}"
+    before = cpu_seconds(server), sum(map(cpu_seconds, children))
+    for _ in range(5):
+        answer = classifier_api.post(
+            "/predict", data=keys, headers={"Content-Type": "application/json"}
+        )
+        assert answer.status_code == 422 and "refused without reading them" in answer.text
+    served = cpu_seconds(server) - before[0]
+    decoded = sum(map(cpu_seconds, children)) - before[1]
+    print(f"serving process {served:.3f} s, its children {decoded:.3f} s")
+    assert decoded > served

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import multiprocessing
+import os
+import signal
 import sys
 import threading
 import traceback
@@ -16,8 +19,9 @@ import pytest
 
 from ml_model.config import Task
 from prediction_api.coalescer import Coalescer
+from prediction_api.decoder_process import PROCESS_BODY_BYTES, DecoderProcess, decode
 from prediction_api.errors import MAX_PROBLEMS, ApiError
-from prediction_api.hot import INLINE_BODY_BYTES, PREDICT, answer
+from prediction_api.hot import INLINE_BODY_BYTES, INVOCATIONS, JSON_TYPE, PREDICT, answer
 from prediction_api.model import SmokeTestError
 from prediction_api.routes import admin
 from tools.processes import wait_until
@@ -487,6 +491,54 @@ def test_a_refused_big_body_is_freed_where_it_was_parsed(served: Any) -> None:
     with pytest.raises(ApiError) as refused:
         answer(served, PREDICT, body)
     frames = [frame for frame, _ in traceback.walk_tb(refused.value.__traceback__)]
-    below_answer = frames[[f.f_code.co_name for f in frames].index("answer") + 1 :]
-    assert below_answer, "the error comes from the decoders"
-    assert [f.f_code.co_name for f in below_answer if f.f_locals] == []
+    below_decode = frames[[f.f_code.co_name for f in frames].index("decode") + 1 :]
+    assert below_decode, "the error comes from the decoders"
+    assert [f.f_code.co_name for f in below_decode if f.f_locals] == []
+
+
+def test_the_decoder_process_answers_as_the_serving_process_would(served: Any) -> None:
+    record = served.input_example[0]
+
+    def over_the_threshold(row: dict[str, Any]) -> list[dict[str, Any]]:
+        rows = [row] * (PROCESS_BODY_BYTES // len(json.dumps(row)) + 1)
+        assert len(rows) <= served.inputs.max_rows
+        return rows
+
+    good = json.dumps(over_the_threshold(record)).encode()
+    bad = json.dumps(over_the_threshold(dict.fromkeys(record, "x" * 9))).encode()  # not numbers
+    records = json.dumps({"dataframe_records": over_the_threshold(record)}).encode()
+    missing = json.dumps({"dataframe_records": over_the_threshold({"other": "y" * 200})}).encode()
+    assert min(map(len, (good, bad, records, missing))) > PROCESS_BODY_BYTES
+    decoder = DecoderProcess()
+    decoder.start()
+    try:
+        for route, body in ((PREDICT, good), (INVOCATIONS, records)):
+            here = decode(served.inputs, route, body, JSON_TYPE)
+            there = asyncio.run(decoder.decode(served.inputs, route, body, JSON_TYPE))
+            np.testing.assert_array_equal(there.columns.numeric, here.columns.numeric)
+            assert there.columns.categorical == here.columns.categorical
+            assert there.coerced == here.coerced
+        for route, body in ((PREDICT, bad), (INVOCATIONS, missing)):
+            with pytest.raises(ApiError) as here_refused:
+                decode(served.inputs, route, body, JSON_TYPE)
+            with pytest.raises(ApiError) as there_refused:
+                asyncio.run(decoder.decode(served.inputs, route, body, JSON_TYPE))
+            here_error, there_error = here_refused.value, there_refused.value
+            assert type(there_error) is type(here_error)
+            assert there_error.problems == here_error.problems
+            assert (there_error.status, there_error.omitted, there_error.error_code) == (
+                here_error.status,
+                here_error.omitted,
+                here_error.error_code,
+            )
+        # A decoder process that dies: that body is decoded here, the next one in a new process.
+        (process,) = multiprocessing.active_children()
+        os.kill(process.pid, signal.SIGKILL)
+        process.join(10)
+        for _ in range(2):
+            there = asyncio.run(decoder.decode(served.inputs, PREDICT, good, JSON_TYPE))
+            assert there.columns.rows == len(json.loads(good))
+        (replacement,) = multiprocessing.active_children()
+        assert replacement.pid != process.pid
+    finally:
+        decoder.stop()

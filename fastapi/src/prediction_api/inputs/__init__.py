@@ -23,18 +23,20 @@ from prediction_api.inputs.shape import Bounds
 from prediction_api.inputs.unseen import UnseenCounter
 from prediction_api.inputs.validation import Validator
 
-__all__ = ["Converted", "Inputs", "Validator"]
+__all__ = ["Converted", "Decoders", "Inputs", "Validator"]
 
 
-class Inputs:
-    """Decoders for ``features`` (in the engine's order) of ``compiled``; every batch holds at
-    most ``max_rows`` rows."""
+class Decoders:
+    """Decoders for ``features`` (in the engine's order); every batch holds at most
+    ``max_rows`` rows. Built from those two alone, so that another process can build the
+    same (``decoder_process``)."""
 
-    def __init__(self, features: Sequence[Feature], compiled: CompiledModel, max_rows: int) -> None:
+    def __init__(self, features: Sequence[Feature], max_rows: int) -> None:
+        self.features = tuple(features)
+        self.max_rows = max_rows
         self.bounds = Bounds(max_rows, len(features))
         self.validator = Validator(features, max_rows)
         self.scoring = ScoringDecoder(features, self.bounds)
-        self._unseen = UnseenCounter(compiled)
 
     def predict(self, body: bytes) -> Converted:
         """A ``POST /predict`` body; InputError (422) or ApiError (400) naming each problem."""
@@ -51,6 +53,14 @@ class Inputs:
     def records(self, records: list[Any], loc: tuple[Any, ...] = ("body",)) -> Columns:
         """Parsed records (objects keyed by feature name), by the ``/predict`` rules."""
         return self.validator.records(records, loc)
+
+
+class Inputs(Decoders):
+    """The decoders of ``compiled``'s features, and its count of unseen categories."""
+
+    def __init__(self, features: Sequence[Feature], compiled: CompiledModel, max_rows: int) -> None:
+        super().__init__(features, max_rows)
+        self._unseen = UnseenCounter(compiled)
 
     def unseen(self, columns: Columns) -> dict[str, int]:
         """Feature → values of ``columns`` that are categories the model never saw."""
