@@ -8,8 +8,8 @@ PROCESS_BODY_BYTES therefore go to one decoder process, which builds the model's
 from its features (once per model version) and sends back the columns, or the error to
 answer; the serving process only moves the bytes. Smaller ones are decoded in the thread
 pool: for them the round trip costs more than it frees (1000-row batches, 150 KB, went from
-150,000 to 100,000 rows/s through the process). The process starts with the app and is
-started again if it dies (that body is then decoded in the thread pool).
+150,000 to 100,000 rows/s through the process). The process starts at the first such body,
+and again after it dies; that body is decoded in the thread pool while it starts.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def _ready() -> None:
 
 
 class DecoderProcess:
-    """One process that decodes large bodies, started by ``start`` (the app's startup)."""
+    """One process that decodes large bodies, started by ``start`` or the first ``decode``."""
 
     def __init__(self) -> None:
         self._pool: ProcessPoolExecutor | None = None
@@ -87,10 +87,11 @@ class DecoderProcess:
     async def decode(
         self, decoders: Decoders, route: str, body: bytes, content_type: bytes | None
     ) -> Converted:
-        """``body`` decoded in the decoder process (in the thread pool before ``start``, or
-        when the process has just died: the next body goes to a new one)."""
+        """``body`` decoded in the decoder process; in the thread pool while the process
+        starts (the first time, and after it died)."""
         pool = self._pool
         if pool is None:
+            self.start()
             return await run_in_threadpool(decode, decoders, route, body, content_type)
         loop = asyncio.get_running_loop()
         try:

@@ -1,7 +1,7 @@
 """The FastAPI application: ``create_app()`` is the factory uvicorn runs.
 
-Settings from the environment, a lifespan that starts and stops the registry follower, the
-prediction log and the decoder process, the routers, the middleware (``HotPathMiddleware``
+Settings from the environment, a lifespan that starts and stops the registry follower and the
+prediction log (and stops the decoder process), the routers, the middleware (``HotPathMiddleware``
 outermost: it answers the prediction routes before anything else runs), and one error body
 for everything the service refuses.
 """
@@ -59,7 +59,6 @@ def create_app(settings: ApiSettings | None = None, manager: ModelManager | None
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         follower.start()
         monitoring.start()
-        service.decoder.start()
         yield
         service.decoder.stop()
         monitoring.stop()
