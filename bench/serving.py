@@ -61,7 +61,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from tools.processes import ServerProcess, environ_without, free_port, http_ok
+from tools.processes import ServerProcess, cpu_seconds, environ_without, free_port, http_ok
 
 MODEL = "bench-serving"
 SEED = 7
@@ -437,16 +437,9 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def cpu_seconds(pids: list[int]) -> dict[int, float]:
-    ticks = os.sysconf("SC_CLK_TCK")
-    out = {}
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        out[pid] = (int(fields[11]) + int(fields[12])) / ticks
-    return out
+def cpu_seconds_of(pids: list[int]) -> dict[int, float]:
+    """CPU seconds of each process of ``pids`` still running."""
+    return {pid: used for pid in pids if (used := cpu_seconds(pid)) is not None}
 
 
 def run_child(args: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -537,12 +530,12 @@ def interleaved(
             for server in servers:
                 settle()
                 pids = descendants(server.process.popen.pid)
-                before = cpu_seconds(pids)
+                before = cpu_seconds_of(pids)
                 request_body = server.one if body == "one" else server.batch
                 measured = load(
                     server.port, server.path, request_body, concurrency, seconds, warmup=0.5
                 )
-                after = cpu_seconds(pids)
+                after = cpu_seconds_of(pids)
                 for pid in pids:
                     used = after.get(pid, 0.0) - before.get(pid, 0.0)
                     cpu[server.name][pid] = cpu[server.name].get(pid, 0.0) + used

@@ -5,7 +5,6 @@ request and answer shapes MLflow clients use for ``mlflow models serve``."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ from schemathesis.checks import (
 from ml_model.model_io import load_pipeline
 from tests.support.api import Api, StartApi
 from tests.support.mlflow_server import MlflowServer
-from tools.processes import environ_without
+from tools.processes import cpu_seconds, environ_without
 
 from .conftest import Trainer
 
@@ -203,12 +202,6 @@ def test_large_hostile_bodies_leave_no_memory_behind(classifier_api: Api) -> Non
     assert resident_mib(pid) - before < 10
 
 
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU time of process ``pid`` (its threads; not its children)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def test_large_bodies_are_decoded_in_the_decoder_process(classifier_api: Api) -> None:
     """Decoding holds the interpreter lock the event loop needs: large bodies cost the
     serving process little more than moving their bytes; its decoder process (a child, like
@@ -228,10 +221,16 @@ def test_large_bodies_are_decoded_in_the_decoder_process(classifier_api: Api) ->
         int(pid) for pid in Path(f"/proc/{server}/task/{server}/children").read_text().split()
     ]
     assert children, "the decoder process runs"
-    before = cpu_seconds(server), sum(map(cpu_seconds, children))
+
+    def used() -> tuple[float, float]:
+        server_seconds = cpu_seconds(server)
+        assert server_seconds is not None
+        return server_seconds, sum(filter(None, map(cpu_seconds, children)))
+
+    before = used()
     for _ in range(5):
         refused()
-    served = cpu_seconds(server) - before[0]
-    decoded = sum(map(cpu_seconds, children)) - before[1]
+    after = used()
+    served, decoded = after[0] - before[0], after[1] - before[1]
     print(f"serving process {served:.3f} s, its children {decoded:.3f} s")
     assert decoded > served

@@ -146,6 +146,7 @@ class PredictionStore:
         self.url = url
         self.engine = sa.create_engine(url, pool_pre_ping=True)
         self.postgres = self.engine.dialect.name == "postgresql"
+        self._driver_error = self.engine.dialect.loaded_dbapi.Error  # COPY's raw cursor raises it
         if not self.postgres:
             sa.event.listen(self.engine, "connect", _write_ahead_log)
         self.schema = SCHEMA if self.postgres else None
@@ -164,11 +165,10 @@ class PredictionStore:
         self.engine.dispose()
 
     def _run(self, what: str, work: Any) -> Any:
-        driver_error = self.engine.dialect.loaded_dbapi.Error  # raised by COPY's raw cursor
         try:
             with self.engine.begin() as connection:
                 return work(connection)
-        except (sa.exc.SQLAlchemyError, driver_error) as exc:
+        except (sa.exc.SQLAlchemyError, self._driver_error) as exc:
             raise StoreError(f"{what}: {type(getattr(exc, 'orig', None) or exc).__name__}") from exc
 
     def _table(self, spec: VersionTable) -> sa.Table:
