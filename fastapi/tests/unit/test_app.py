@@ -19,7 +19,12 @@ import pytest
 
 from ml_model.config import Task
 from prediction_api.coalescer import Coalescer
-from prediction_api.decoder_process import PROCESS_BODY_BYTES, DecoderProcess, decode
+from prediction_api.decoder_process import (
+    DECODER_NICENESS,
+    PROCESS_BODY_BYTES,
+    DecoderProcess,
+    decode,
+)
 from prediction_api.errors import MAX_PROBLEMS, ApiError
 from prediction_api.hot import INLINE_BODY_BYTES, INVOCATIONS, JSON_TYPE, PREDICT, answer
 from prediction_api.model import SmokeTestError
@@ -531,8 +536,11 @@ def test_the_decoder_process_answers_as_the_serving_process_would(served: Any) -
                 here_error.omitted,
                 here_error.error_code,
             )
-        # A decoder process that dies: that body is decoded here, the next one in a new process.
         (process,) = multiprocessing.active_children()
+        assert os.getpriority(os.PRIO_PROCESS, process.pid) == min(
+            19, os.getpriority(os.PRIO_PROCESS, 0) + DECODER_NICENESS
+        )
+        # A decoder process that dies: that body is decoded here, the next one in a new process.
         os.kill(process.pid, signal.SIGKILL)
         process.join(10)
         for _ in range(2):
@@ -542,3 +550,41 @@ def test_the_decoder_process_answers_as_the_serving_process_would(served: Any) -
         assert replacement.pid != process.pid
     finally:
         decoder.stop()
+
+
+def test_large_bodies_are_read_and_decoded_one_at_a_time(api: Any, served: Any) -> None:
+    # The second large upload waits in its client's socket until the first is decoded; small
+    # requests go on meanwhile.
+    small = json.dumps(served.input_example[0]).encode()
+    large = json.dumps([served.input_example[0]] * (PROCESS_BODY_BYTES // len(small) + 1)).encode()
+    assert len(large) > PROCESS_BODY_BYTES
+    reads: list[str] = []
+
+    def request(name: str, body: bytes, release: asyncio.Event | None) -> tuple[Any, Any]:
+        chunks = [body[:1000], body[1000:]]
+
+        async def receive() -> dict[str, Any]:
+            reads.append(name)
+            if release is not None and len(chunks) == 1:
+                await release.wait()
+            chunk = chunks.pop(0)
+            return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
+
+        headers = [(b"content-length", b"%d" % len(body)), (b"content-type", JSON_TYPE)]
+        return {"type": "http", "method": "POST", "path": PREDICT, "headers": headers}, receive
+
+    async def scenario(service: Any) -> list[int]:
+        release = asyncio.Event()
+        first = asyncio.create_task(service.respond(*request("first", large, release)))
+        second = asyncio.create_task(service.respond(*request("second", large, None)))
+        status, *_ = await service.respond(*request("small", small, None))
+        await asyncio.sleep(0.2)
+        assert reads.count("first") == 2 and "second" not in reads, reads
+        release.set()
+        answers = await asyncio.gather(first, second)
+        assert reads.count("second") == 2
+        return [status, *(answer[0] for answer in answers)]
+
+    with api() as client:
+        statuses = client.portal.call(scenario, client.app.state.service)
+    assert statuses == [200, 200, 200]
