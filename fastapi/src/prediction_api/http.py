@@ -17,13 +17,16 @@ from prediction_api.errors import ApiError, problem
 Headers = list[tuple[bytes, bytes]]
 
 # glibc's mallopt parameter, and the size from which a block gets a mapping of its own: above
-# a 1000-row batch's body (about 150 KB), so ordinary requests reuse the heap's memory.
+# an ordinary batch's buffers, so that they reuse the heap's memory (a 1000-row batch: its body
+# about 150 KB, its parse buffers over 1 MB, its encoded matrix 1.3 MB for 167
+# columns; with 1 MiB, those got fresh mappings, faulted in on every request: 1 ms of a 4 ms
+# batch), and under hostile bodies (6-10 MB).
 M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD_BYTES = 1024 * 1024
+MMAP_THRESHOLD_BYTES = 4 * 1024 * 1024
 
 
 def return_large_buffers() -> None:
-    """Keep every block over 1 MiB (a large body, its parse buffers) in a mapping of its own,
+    """Keep every block over 4 MiB (a large body, its parse buffers) in a mapping of its own,
     returned to the system when freed. By default glibc raises that threshold to the largest
     block freed so far (up to 32 MiB), after which such blocks come from the heap and stay
     resident: megabytes kept after one large request. Setting it once fixes it. No-op without
