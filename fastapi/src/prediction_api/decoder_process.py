@@ -11,19 +11,18 @@ pool: for them the round trip costs more than it frees (1000-row batches, 150 KB
 150,000 to 100,000 rows/s through the process). The process starts at the first such body,
 and again after it dies; that body is decoded in the thread pool while it starts.
 
-Two more things keep such bodies from slowing valid traffic (``python -m bench.hostile``: p99
-of one-row requests under four clients posting hostile 8 MB bodies, 8.2 ms before, 6.1-7.8 ms
-after; alone 1.4-2.2 ms). The process runs at a lower CPU priority (nice DECODER_NICENESS), so the
-serving process's event loop wins the cores. And one body that declares more than
-PROCESS_BODY_BYTES is read and decoded at a time (``turn_for``): the process decodes one at a
-time anyway, and the others wait in their clients' sockets, where TCP stops the upload,
-instead of arriving in the serving process's memory and event loop together.
+The process runs at a lower CPU priority (nice DECODER_NICENESS), so that the serving
+process's event loop wins the cores from it (``python -m bench.hostile``: p99 of one-row
+requests under four clients posting hostile 8 MB bodies, 8.2 ms before, 6.0-7.7 ms after;
+alone 1.4-2.2 ms). What remains is reading those bytes on the event loop: with a decoder that
+answered at once (an experiment), the clients posted three times as many bodies and the p99
+was 9 ms. Large bodies are not read one at a time to throttle them: one client uploading
+slowly would then hold up every other large body.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import multiprocessing
 import os
 import traceback
@@ -85,14 +84,6 @@ class DecoderProcess:
 
     def __init__(self) -> None:
         self._pool: ProcessPoolExecutor | None = None
-        self._turn = asyncio.Lock()
-
-    def turn_for(self, declared_length: int | None) -> asyncio.Lock | contextlib.nullcontext[None]:
-        """What to hold while reading and decoding a body of ``declared_length`` bytes: the
-        one turn for bodies declared over PROCESS_BODY_BYTES, nothing for the others."""
-        if declared_length is not None and declared_length > PROCESS_BODY_BYTES:
-            return self._turn
-        return contextlib.nullcontext()
 
     def start(self) -> None:
         if self._pool is None:

@@ -35,7 +35,7 @@ from ml_model.engine import Columns, Prediction
 from prediction_api.coalescer import Coalescer
 from prediction_api.decoder_process import PREDICT, PROCESS_BODY_BYTES, DecoderProcess, decode
 from prediction_api.errors import ApiError, error_body, mlflow_error_body, problem
-from prediction_api.http import ApiKeys, declared_length, header, read_body
+from prediction_api.http import ApiKeys, header, read_body
 from prediction_api.inputs import Converted
 from prediction_api.manager import ModelManager
 from prediction_api.metrics import Metrics
@@ -127,14 +127,10 @@ class PredictionService:
         headers = scope["headers"]
         self.keys.check(headers)
         model = self.current_model()
+        body = await read_body(headers, receive, self.limit)
         content_type = header(headers, b"content-type")
-        async with self.decoder.turn_for(declared_length(headers)):
-            body = await read_body(headers, receive, self.limit)
-            decoded = None
-            if len(body) > PROCESS_BODY_BYTES:
-                decoded = await self.decoder.decode(model.inputs, route, body, content_type)
-        if decoded is not None:
-            converted = decoded
+        if len(body) > PROCESS_BODY_BYTES:
+            converted = await self.decoder.decode(model.inputs, route, body, content_type)
             content, prediction = await run_in_threadpool(_predicted, model, route, converted)
         elif len(body) > INLINE_BODY_BYTES:
             content, converted, prediction = await run_in_threadpool(

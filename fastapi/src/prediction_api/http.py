@@ -48,23 +48,17 @@ def header(headers: Headers, name: bytes) -> bytes | None:
     return None
 
 
-def declared_length(headers: Headers) -> int | None:
-    """The body's Content-Length, None when the body is streamed without one."""
-    declared = header(headers, b"content-length")
-    if declared is None:
-        return None
-    try:
-        return int(declared)
-    except ValueError:
-        raise ApiError([problem(("header", "content-length"), "not a number")], 400) from None
-
-
 async def read_body(headers: Headers, receive: Receive, limit: int) -> bytes:
     """The request body, refusing (413) anything over ``limit`` bytes without reading it all:
     a declared Content-Length is checked first, a streamed body is counted as it arrives."""
-    declared = declared_length(headers)
-    if declared is not None and declared > limit:
-        raise _too_large(limit)
+    declared = header(headers, b"content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise ApiError([problem(("header", "content-length"), "not a number")], 400) from None
+        if size > limit:
+            raise _too_large(limit)
     chunks: list[bytes] = []
     received = 0
     while True:
