@@ -11,10 +11,11 @@ pool: for them the round trip costs more than it frees (1000-row batches, 150 KB
 150,000 to 100,000 rows/s through the process). The process starts at the first such body,
 and again after it dies; that body is decoded in the thread pool while it starts.
 
-The process runs at a lower CPU priority (nice DECODER_NICENESS), so that the serving
-process's event loop wins the cores from it (``python -m bench.hostile``: p99 of one-row
-requests under four clients posting hostile 8 MB bodies, 8.2 ms before, 6.0-7.7 ms after;
-alone 1.4-2.2 ms). What remains is reading those bytes on the event loop: with a decoder that
+The process runs at a lower CPU priority (nice DECODER_NICENESS): its work waits for the
+serving process's event loop, not the other way round. ``python -m bench.hostile`` (one-row
+requests while four clients post hostile 8 MB bodies back to back) gives a p99 of 6-11 ms
+from run to run (alone 1.3-2.3 ms; 85 ms when these bodies were decoded in the serving
+process's threads). What remains is reading those bytes on the event loop: with a decoder that
 answered at once (an experiment), the clients posted three times as many bodies and the p99
 was 9 ms. Large bodies are not read one at a time to throttle them: one client uploading
 slowly would then hold up every other large body.
