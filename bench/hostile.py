@@ -14,7 +14,10 @@ of the server's resident memory, its decoder process's included (``VmRSS`` in
 ``/proc/<pid>/status`` before the first and after the last; the peak, ``VmHWM``, is reset
 before each body). Last, one valid row on
 ``/predict`` at ``--concurrency`` for ``--load-seconds``, alone and then while
-``--hostile-clients`` clients post the hostile bodies in turn without pause: its p50 / p99.
+``--hostile-clients`` clients post the hostile bodies in turn without pause, and then while
+they post as many bodies a second to a sink instead (another process, uvloop, that reads each
+body, discards it and answers 400): its p50 / p99. The sink shows what moving those bytes over
+loopback costs this machine's cores, the floor for any server that reads what it is sent.
 
 Goal (issue: hostile input costs bounded work): each hostile body answered 4xx in < 100 ms
 with < 20 MB RSS growth; valid traffic's p99 unchanged while they run. Everything shares this
@@ -24,23 +27,30 @@ machine's cores: compare within one run.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import http.client
 import json
 import os
+import re
 import statistics
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bench import serving
-from tools.processes import ServerProcess, environ_without, free_port
+from tools.processes import ServerProcess, environ_without, free_port, port_open
 
 PREDICT, INVOCATIONS = "/predict", "/invocations"
 GOAL_MS = 100.0
 GOAL_RSS_MIB = 20.0
+SINK_ANSWER = (
+    b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 2\r\n"
+    b"connection: close\r\n\r\n{}"
+)
+CONTENT_LENGTH = re.compile(rb"(?i)\r\ncontent-length:[ \t]*(\d+)")
 
 
 def hostile_bodies(columns: list[str]) -> dict[str, tuple[str, bytes]]:
@@ -122,31 +132,78 @@ def measure_body(pid: int, port: int, path: str, body: bytes, repeats: int) -> d
     }
 
 
+class SinkRequest(asyncio.Protocol):
+    """One request on one connection: its head, then ``Content-Length`` body bytes, read and
+    dropped; answered 400."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's: not a subclass
+        self.head = b""
+        self.body_left: int | None = None
+
+    def data_received(self, data: bytes) -> None:
+        if self.body_left is None:
+            self.head += data
+            end = self.head.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            length = CONTENT_LENGTH.search(self.head, 0, end + 2)
+            self.body_left = (int(length.group(1)) if length else 0) - (len(self.head) - end - 4)
+        else:
+            self.body_left -= len(data)
+        if self.body_left <= 0:
+            self.transport.write(SINK_ANSWER)
+            self.transport.close()
+
+
+def serve_sink(port: int) -> None:
+    """The ``--sink-port`` process: the sink, until killed."""
+    import uvloop
+
+    async def serve() -> None:
+        server = await asyncio.get_running_loop().create_server(SinkRequest, "127.0.0.1", port)
+        await server.serve_forever()
+
+    uvloop.run(serve())
+
+
 def valid_load(port: int, body: Path, concurrency: int, seconds: float) -> dict[str, Any]:
     summary: dict[str, Any] = serving.load(port, PREDICT, body, concurrency, seconds, warmup=1.0)
     return summary
 
 
 def load_under_attack(
-    port: int, body: Path, args: argparse.Namespace, bodies: list[tuple[str, bytes]]
-) -> tuple[dict[str, Any], dict[int, int]]:
-    """Valid load while ``args.hostile_clients`` threads post the hostile bodies in turn."""
+    port: int,
+    body: Path,
+    args: argparse.Namespace,
+    bodies: list[tuple[str, bytes]],
+    hostile_port: int,
+    bodies_per_second: float | None = None,
+) -> tuple[dict[str, Any], dict[int, int], float]:
+    """Valid load on ``port`` while ``args.hostile_clients`` threads post the hostile bodies in
+    turn to ``hostile_port``, back to back or, given ``bodies_per_second``, each client at its
+    share of that rate. Returns the load's summary, the hostile answers' statuses and the
+    hostile bodies posted per second."""
     stop = threading.Event()
     statuses: dict[int, int] = {}
     lock = threading.Lock()
+    interval = args.hostile_clients / bodies_per_second if bodies_per_second else 0.0
 
     def attack(offset: int) -> None:
         turn = offset
-        while not stop.is_set():
+        due = time.perf_counter()
+        while not stop.wait(max(0.0, due - time.perf_counter())):
             path, hostile = bodies[turn % len(bodies)]
-            status, _, _ = post(port, path, hostile)
+            status, _, _ = post(hostile_port, path, hostile)
             with lock:
                 statuses[status] = statuses.get(status, 0) + 1
             turn += 1
+            due += interval
 
     threads = [
         threading.Thread(target=attack, args=(i,), daemon=True) for i in range(args.hostile_clients)
     ]
+    start = time.perf_counter()
     for thread in threads:
         thread.start()
     try:
@@ -155,7 +212,7 @@ def load_under_attack(
         stop.set()
         for thread in threads:
             thread.join(120)
-    return result, statuses
+    return result, statuses, sum(statuses.values()) / (time.perf_counter() - start)
 
 
 def benchmark(args: argparse.Namespace) -> dict[str, Any]:
@@ -174,7 +231,15 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         api = ServerProcess(
             "prediction API", [str(serving.BIN / "prediction-api")], work / "api.log", api_env
         )
+        sink_port = free_port()
+        sink = ServerProcess(
+            "sink",
+            [sys.executable, "-m", "bench.hostile", "--sink-port", str(sink_port)],
+            work / "sink.log",
+            env,
+        )
         try:
+            sink.wait_until(lambda: port_open(sink_port), 60)
             serving.ready_after(api, f"http://127.0.0.1:{port}/ready", 120)
             pid = api.popen.pid
             bodies = hostile_bodies(columns)
@@ -191,13 +256,21 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 }
             print(f"bench: valid load alone, {args.load_seconds:g}s", file=sys.stderr)
             results["alone"] = valid_load(port, valid, args.concurrency, args.load_seconds)
-            print(f"bench: valid load with {args.hostile_clients} hostile clients", file=sys.stderr)
-            attacked, statuses = load_under_attack(port, valid, args, list(bodies.values()))
-            results["attacked"] = attacked
-            results["hostile_statuses"] = statuses
+            clients = f"{args.hostile_clients} hostile clients"
+            print(f"bench: valid load with {clients}", file=sys.stderr)
+            hostile = list(bodies.values())
+            results["attacked"], results["hostile_statuses"], rate = load_under_attack(
+                port, valid, args, hostile, port
+            )
+            print(f"bench: valid load with {clients} posting to the sink", file=sys.stderr)
+            results["bytes_only"], _, results["sink_rate"] = load_under_attack(
+                port, valid, args, hostile, sink_port, rate
+            )
+            results["hostile_rate"] = rate
             results["rss_end_mib"] = rss_kib(pid) / 1024
         finally:
             api.stop()
+            sink.stop()
     return results
 
 
@@ -219,7 +292,6 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
             f"{r['peak_growth_mib']:.0f} | {r['problems_listed']} entries: "
             f"{r['first_problem'][:70]} |"
         )
-    alone, attacked = results["alone"], results["attacked"]
     hostile = sum(results["hostile_statuses"].values())
     lines += [
         "",
@@ -228,8 +300,17 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
         "|---|---:|---:|---:|---:|---:|",
     ]
     for label, r in (
-        ("alone", alone),
-        (f"with {args.hostile_clients} hostile clients ({hostile} bodies answered)", attacked),
+        ("alone", results["alone"]),
+        (
+            f"with {args.hostile_clients} hostile clients ({hostile} bodies answered, "
+            f"{results['hostile_rate']:.1f}/s)",
+            results["attacked"],
+        ),
+        (
+            f"while they post as many bodies to a sink ({results['sink_rate']:.1f}/s, read and "
+            "dropped by another process)",
+            results["bytes_only"],
+        ),
     ):
         lines.append(
             f"| {label} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
@@ -267,11 +348,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--trees", type=int, default=300)
     parser.add_argument("--train-rows", type=int, default=20_000)
     parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument("--sink-port", type=int, help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
 def main() -> int:
     args = parse_args()
+    if args.sink_port is not None:
+        serve_sink(args.sink_port)
+        return 0
     results = benchmark(args)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

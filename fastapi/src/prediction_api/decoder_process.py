@@ -6,19 +6,22 @@ bodies of megabytes arriving back to back took that lock from the event loop aga
 system call): valid one-row requests waited about 85 ms at p99 instead of 1.5 ms. Bodies over
 PROCESS_BODY_BYTES therefore go to one decoder process, which builds the model's decoders
 from its features (once per model version) and sends back the columns, or the error to
-answer; the serving process only moves the bytes. Smaller ones are decoded in the thread
-pool: for them the round trip costs more than it frees (1000-row batches, 150 KB, went from
-150,000 to 100,000 rows/s through the process). The process starts at the first such body,
-and again after it dies; that body is decoded in the thread pool while it starts.
+answer. The serving process only moves the bytes: their chunks go to a temporary file (in
+``TMPDIR``) as they arrive, which the decoder reads. Joining such a body and pickling it for
+the pipe held the lock for milliseconds each, and the p99 above was 12 ms. Smaller bodies are
+decoded in the thread pool: for them the round trip costs more than it frees (1000-row
+batches, 150 KB, went from 150,000 to 100,000 rows/s through the process). The process starts
+at the first large body, and again after it dies; that body is decoded in the thread pool
+while it starts.
 
 The process runs at a lower CPU priority (nice DECODER_NICENESS): its work waits for the
 serving process's event loop, not the other way round. ``python -m bench.hostile`` (one-row
-requests while four clients post hostile 8 MB bodies back to back) gives a p99 of 6-11 ms
-from run to run (alone 1.3-2.3 ms; 85 ms when these bodies were decoded in the serving
-process's threads). What remains is reading those bytes on the event loop: with a decoder that
-answered at once (an experiment), the clients posted three times as many bodies and the p99
-was 9 ms. Large bodies are not read one at a time to throttle them: one client uploading
-slowly would then hold up every other large body.
+requests at concurrency 8 while four clients post hostile 8 MB bodies back to back) gives a
+p99 of 5.7-7.0 ms (2.9-3.4 ms alone; 85 ms when these bodies were decoded in the serving
+process's threads), and 3.9-5.2 ms while the same clients post as many bodies a second to a
+sink that only reads them: about half of the rise is moving those bytes on two shared cores. Large
+bodies are not read one at a time to throttle them: one client uploading slowly would then
+hold up every other large body.
 """
 
 from __future__ import annotations
@@ -26,10 +29,13 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import tempfile
 import traceback
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from functools import lru_cache
+from pathlib import Path
+from typing import IO
 
 from starlette.concurrency import run_in_threadpool
 
@@ -61,14 +67,28 @@ def decode(decoders: Decoders, route: str, body: bytes, content_type: bytes | No
         raise
 
 
+def body_file() -> IO[bytes]:
+    """A temporary file (removed when closed) for a body the decoder process will read. The
+    serving process writes the body's chunks to it as they arrive, each a copy the kernel
+    makes without the interpreter lock: it never joins the body nor pickles it for the pipe,
+    each of which held the lock for milliseconds."""
+    return tempfile.NamedTemporaryFile(prefix="prediction-api-body-", buffering=0)
+
+
+def _decode_spooled(
+    decoders: Decoders, route: str, spooled: str, content_type: bytes | None
+) -> Converted:
+    return decode(decoders, route, Path(spooled).read_bytes(), content_type)
+
+
 def _decode_there(
     features: tuple[Feature, ...],
     max_rows: int,
     route: str,
-    body: bytes,
+    spooled: str,
     content_type: bytes | None,
 ) -> Converted:
-    return decode(_decoders(features, max_rows), route, body, content_type)
+    return _decode_spooled(_decoders(features, max_rows), route, spooled, content_type)
 
 
 def _prepare_process() -> None:
@@ -101,14 +121,15 @@ class DecoderProcess:
             self._pool = None
 
     async def decode(
-        self, decoders: Decoders, route: str, body: bytes, content_type: bytes | None
+        self, decoders: Decoders, route: str, spooled: str, content_type: bytes | None
     ) -> Converted:
-        """``body`` decoded in the decoder process; in the thread pool while the process
-        starts (the first time, and after it died)."""
+        """The body in the file at ``spooled`` (see ``body_file``) decoded in the decoder
+        process; in the thread pool while the process starts (the first time, and after it
+        died)."""
         pool = self._pool
         if pool is None:
             self.start()
-            return await run_in_threadpool(decode, decoders, route, body, content_type)
+            return await run_in_threadpool(_decode_spooled, decoders, route, spooled, content_type)
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(
@@ -117,10 +138,10 @@ class DecoderProcess:
                 decoders.features,
                 decoders.max_rows,
                 route,
-                body,
+                spooled,
                 content_type,
             )
         except BrokenProcessPool:
             self.stop()
             self.start()
-            return await run_in_threadpool(decode, decoders, route, body, content_type)
+            return await run_in_threadpool(_decode_spooled, decoders, route, spooled, content_type)

@@ -12,7 +12,8 @@ for every other method).
 
 Small requests stay on the event loop and share booster calls (``coalescer``); bodies over
 INLINE_BODY_BYTES (big batches) are decoded and predicted in the thread pool so they do not
-stall the loop, those over PROCESS_BODY_BYTES decoded in the decoder process
+stall the loop, those over PROCESS_BODY_BYTES (declared, or once read when sent without a
+length) written to a file as they arrive and decoded in the decoder process
 (``decoder_process``) so that they do not hold the loop's interpreter lock either.
 """
 
@@ -33,9 +34,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ml_model.engine import Columns, Prediction
 from prediction_api.coalescer import Coalescer
-from prediction_api.decoder_process import PREDICT, PROCESS_BODY_BYTES, DecoderProcess, decode
+from prediction_api.decoder_process import (
+    PREDICT,
+    PROCESS_BODY_BYTES,
+    DecoderProcess,
+    body_file,
+    decode,
+)
 from prediction_api.errors import ApiError, error_body, mlflow_error_body, problem
-from prediction_api.http import ApiKeys, header, read_body
+from prediction_api.http import ApiKeys, copy_body, declared_length, header, read_body
 from prediction_api.inputs import Converted
 from prediction_api.manager import ModelManager
 from prediction_api.metrics import Metrics
@@ -127,10 +134,20 @@ class PredictionService:
         headers = scope["headers"]
         self.keys.check(headers)
         model = self.current_model()
-        body = await read_body(headers, receive, self.limit)
         content_type = header(headers, b"content-type")
-        if len(body) > PROCESS_BODY_BYTES:
-            converted = await self.decoder.decode(model.inputs, route, body, content_type)
+        declared = declared_length(headers, self.limit)
+        body = None
+        if declared is None or declared <= PROCESS_BODY_BYTES:
+            body = await read_body(headers, receive, self.limit)
+        if body is None or len(body) > PROCESS_BODY_BYTES:
+            with body_file() as spooled:
+                if body is None:
+                    await copy_body(headers, receive, self.limit, spooled.write)
+                else:  # sent without a declared length: read before its size was known
+                    spooled.write(body)
+                converted = await self.decoder.decode(
+                    model.inputs, route, spooled.name, content_type
+                )
             content, prediction = await run_in_threadpool(_predicted, model, route, converted)
         elif len(body) > INLINE_BODY_BYTES:
             content, converted, prediction = await run_in_threadpool(

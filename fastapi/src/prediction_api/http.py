@@ -6,6 +6,7 @@ import ctypes
 import ctypes.util
 import hmac
 import json
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -48,18 +49,28 @@ def header(headers: Headers, name: bytes) -> bytes | None:
     return None
 
 
-async def read_body(headers: Headers, receive: Receive, limit: int) -> bytes:
-    """The request body, refusing (413) anything over ``limit`` bytes without reading it all:
-    a declared Content-Length is checked first, a streamed body is counted as it arrives."""
+def declared_length(headers: Headers, limit: int) -> int | None:
+    """The body's declared ``Content-Length`` (None when it is sent without one); 400 when it
+    is not a number, 413 when it is over ``limit`` bytes."""
     declared = header(headers, b"content-length")
-    if declared is not None:
-        try:
-            size = int(declared)
-        except ValueError:
-            raise ApiError([problem(("header", "content-length"), "not a number")], 400) from None
-        if size > limit:
-            raise _too_large(limit)
-    chunks: list[bytes] = []
+    if declared is None:
+        return None
+    try:
+        size = int(declared)
+    except ValueError:
+        raise ApiError([problem(("header", "content-length"), "not a number")], 400) from None
+    if size > limit:
+        raise _too_large(limit)
+    return size
+
+
+async def copy_body(
+    headers: Headers, receive: Receive, limit: int, write: Callable[[bytes], object]
+) -> None:
+    """Hand the request body to ``write`` chunk by chunk as it arrives, refusing (413) anything
+    over ``limit`` bytes without reading it all: a declared Content-Length is checked first, a
+    streamed body is counted as it arrives."""
+    declared_length(headers, limit)
     received = 0
     while True:
         message = await receive()
@@ -70,9 +81,15 @@ async def read_body(headers: Headers, receive: Receive, limit: int) -> bytes:
             received += len(chunk)
             if received > limit:
                 raise _too_large(limit)
-            chunks.append(chunk)
+            write(chunk)
         if not message.get("more_body", False):
-            break
+            return
+
+
+async def read_body(headers: Headers, receive: Receive, limit: int) -> bytes:
+    """The request body (``copy_body``'s chunks joined)."""
+    chunks: list[bytes] = []
+    await copy_body(headers, receive, limit, chunks.append)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
