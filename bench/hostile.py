@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from bench import serving
-from tools.processes import ServerProcess, environ_without, free_port, port_open
+from tools.processes import ServerProcess, environ_without, free_port, port_open, running
 
 PREDICT, INVOCATIONS = "/predict", "/invocations"
 GOAL_MS = 100.0
@@ -228,49 +228,41 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         columns = list(json.loads(valid.read_text()))
         port = free_port()
         api_env = {**env, "API_MODEL_NAME": serving.MODEL, "API_PORT": str(port)}
-        api = ServerProcess(
-            "prediction API", [str(serving.BIN / "prediction-api")], work / "api.log", api_env
-        )
         sink_port = free_port()
-        sink = ServerProcess(
-            "sink",
-            [sys.executable, "-m", "bench.hostile", "--sink-port", str(sink_port)],
-            work / "sink.log",
-            env,
-        )
-        try:
-            sink.wait_until(lambda: port_open(sink_port), 60)
-            serving.ready_after(api, f"http://127.0.0.1:{port}/ready", 120)
-            pid = api.popen.pid
-            bodies = hostile_bodies(columns)
-            # The decoder process starts at the first body over 1 MiB; the second waits for it.
-            first_path, first_body = next(iter(bodies.values()))
-            for _ in range(2):
-                post(port, first_path, first_body)
-            results: dict[str, Any] = {"rss_start_mib": rss_kib(pid) / 1024, "bodies": {}}
-            for name, (path, body) in bodies.items():
-                print(f"bench: {name}", file=sys.stderr)
-                results["bodies"][name] = {
-                    "path": path,
-                    **measure_body(pid, port, path, body, args.repeats),
-                }
-            print(f"bench: valid load alone, {args.load_seconds:g}s", file=sys.stderr)
-            results["alone"] = valid_load(port, valid, args.concurrency, args.load_seconds)
-            clients = f"{args.hostile_clients} hostile clients"
-            print(f"bench: valid load with {clients}", file=sys.stderr)
-            hostile = list(bodies.values())
-            results["attacked"], results["hostile_statuses"], rate = load_under_attack(
-                port, valid, args, hostile, port
+        sink_argv = [sys.executable, "-m", "bench.hostile", "--sink-port", str(sink_port)]
+        with running("sink", sink_argv, work / "sink.log", lambda: port_open(sink_port), env):
+            api = ServerProcess(
+                "prediction API", [str(serving.BIN / "prediction-api")], work / "api.log", api_env
             )
-            print(f"bench: valid load with {clients} posting to the sink", file=sys.stderr)
-            results["bytes_only"], _, results["sink_rate"] = load_under_attack(
-                port, valid, args, hostile, sink_port, rate
-            )
-            results["hostile_rate"] = rate
-            results["rss_end_mib"] = rss_kib(pid) / 1024
-        finally:
-            api.stop()
-            sink.stop()
+            try:
+                serving.ready_after(api, f"http://127.0.0.1:{port}/ready", 120)
+                pid = api.popen.pid
+                bodies = hostile_bodies(columns)
+                # The decoder process starts at the first body over 1 MiB; the second waits for it.
+                first_path, first_body = next(iter(bodies.values()))
+                for _ in range(2):
+                    post(port, first_path, first_body)
+                results: dict[str, Any] = {"rss_start_mib": rss_kib(pid) / 1024, "bodies": {}}
+                for name, (path, body) in bodies.items():
+                    print(f"bench: {name}", file=sys.stderr)
+                    results["bodies"][name] = {
+                        "path": path,
+                        **measure_body(pid, port, path, body, args.repeats),
+                    }
+                print(f"bench: valid load alone, {args.load_seconds:g}s", file=sys.stderr)
+                results["alone"] = valid_load(port, valid, args.concurrency, args.load_seconds)
+                clients = f"{args.hostile_clients} hostile clients"
+                print(f"bench: valid load with {clients}", file=sys.stderr)
+                hostile = list(bodies.values())
+                attacked = load_under_attack(port, valid, args, hostile, port)
+                results["attacked"], results["hostile_statuses"], results["hostile_rate"] = attacked
+                print(f"bench: valid load with {clients} posting to the sink", file=sys.stderr)
+                results["bytes_only"], _, results["sink_rate"] = load_under_attack(
+                    port, valid, args, hostile, sink_port, results["hostile_rate"]
+                )
+                results["rss_end_mib"] = rss_kib(pid) / 1024
+            finally:
+                api.stop()
     return results
 
 

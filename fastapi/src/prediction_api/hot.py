@@ -138,11 +138,11 @@ class PredictionService:
         declared = declared_length(headers, self.limit)
         body = None
         if declared is None or declared <= PROCESS_BODY_BYTES:
-            body = await read_body(headers, receive, self.limit)
+            body = await read_body(receive, self.limit)
         if body is None or len(body) > PROCESS_BODY_BYTES:
             with body_file() as spooled:
                 if body is None:
-                    await copy_body(headers, receive, self.limit, spooled.write)
+                    await copy_body(receive, self.limit, spooled.write)
                 else:  # sent without a declared length: read before its size was known
                     spooled.write(body)
                 converted = await self.decoder.decode(

@@ -64,13 +64,10 @@ def declared_length(headers: Headers, limit: int) -> int | None:
     return size
 
 
-async def copy_body(
-    headers: Headers, receive: Receive, limit: int, write: Callable[[bytes], object]
-) -> None:
-    """Hand the request body to ``write`` chunk by chunk as it arrives, refusing (413) anything
-    over ``limit`` bytes without reading it all: a declared Content-Length is checked first, a
-    streamed body is counted as it arrives."""
-    declared_length(headers, limit)
+async def copy_body(receive: Receive, limit: int, write: Callable[[bytes], object]) -> None:
+    """Hand the request body to ``write`` chunk by chunk as it arrives, refusing (413) a body
+    that grows past ``limit`` bytes. Check its declared length first (``declared_length``):
+    a body declared too large is refused before any of it is read."""
     received = 0
     while True:
         message = await receive()
@@ -86,10 +83,10 @@ async def copy_body(
             return
 
 
-async def read_body(headers: Headers, receive: Receive, limit: int) -> bytes:
+async def read_body(receive: Receive, limit: int) -> bytes:
     """The request body (``copy_body``'s chunks joined)."""
     chunks: list[bytes] = []
-    await copy_body(headers, receive, limit, chunks.append)
+    await copy_body(receive, limit, chunks.append)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
