@@ -14,7 +14,8 @@ Small requests stay on the event loop and share booster calls (``coalescer``); b
 INLINE_BODY_BYTES (big batches) are decoded and predicted in the thread pool so they do not
 stall the loop, those over PROCESS_BODY_BYTES (declared, or once read when sent without a
 length) written to a file as they arrive and decoded in the decoder process
-(``decoder_process``) so that they do not hold the loop's interpreter lock either.
+(``decoder_process``) so that they do not hold the loop's interpreter lock either; while other
+requests are in flight those are read at a bounded rate (``http.LargeBodyPacer``).
 """
 
 from __future__ import annotations
@@ -42,7 +43,14 @@ from prediction_api.decoder_process import (
     decode,
 )
 from prediction_api.errors import ApiError, error_body, mlflow_error_body, problem
-from prediction_api.http import ApiKeys, copy_body, declared_length, header, read_body
+from prediction_api.http import (
+    ApiKeys,
+    LargeBodyPacer,
+    copy_body,
+    declared_length,
+    header,
+    read_body,
+)
 from prediction_api.inputs import Converted
 from prediction_api.manager import ModelManager
 from prediction_api.metrics import Metrics
@@ -111,12 +119,14 @@ class PredictionService:
         keys: ApiKeys,
         limit: int,
         monitoring: Monitoring | None = None,
+        large_body_bytes_per_second: float = 0.0,
     ) -> None:
         self.manager = manager
         self.metrics = metrics
         self.keys = keys
         self.limit = limit
         self.monitoring = monitoring
+        self.pacer = LargeBodyPacer(large_body_bytes_per_second)
         self.coalescer = Coalescer()
         self.decoder = DecoderProcess()
 
@@ -140,15 +150,16 @@ class PredictionService:
         if declared is None or declared <= PROCESS_BODY_BYTES:
             body = await read_body(receive, self.limit)
         if body is None or len(body) > PROCESS_BODY_BYTES:
-            with body_file() as spooled:
-                if body is None:
-                    await copy_body(receive, self.limit, spooled.write)
-                else:  # sent without a declared length: read before its size was known
-                    spooled.write(body)
-                converted = await self.decoder.decode(
-                    model.inputs, route, spooled.name, content_type
-                )
-            content, prediction = await run_in_threadpool(_predicted, model, route, converted)
+            with self.pacer.large():
+                with body_file() as spooled:
+                    if body is None:
+                        await copy_body(receive, self.limit, spooled.write, self.pacer.pace)
+                    else:  # sent without a declared length: read before its size was known
+                        spooled.write(body)
+                    converted = await self.decoder.decode(
+                        model.inputs, route, spooled.name, content_type
+                    )
+                content, prediction = await run_in_threadpool(_predicted, model, route, converted)
         elif len(body) > INLINE_BODY_BYTES:
             content, converted, prediction = await run_in_threadpool(
                 answer, model, route, body, content_type
@@ -168,6 +179,7 @@ class PredictionService:
         """Status, body and headers for a hot request, and what it answered (None for an
         error); never raises for client input."""
         route = scope["path"]
+        self.pacer.requests += 1
         try:
             answered = await self._answer(route, scope, receive)
         except ApiError as error:
@@ -188,6 +200,8 @@ class PredictionService:
             if route == INVOCATIONS:
                 return 500, mlflow_error_body(internal), [_JSON], None
             return 500, error_body(internal.problems), [_JSON], None
+        finally:
+            self.pacer.requests -= 1
         self.metrics.rows_predicted(route, answered.columns.rows)
         return 200, answered.content, [_JSON], answered
 

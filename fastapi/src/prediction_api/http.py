@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ctypes
 import ctypes.util
 import hmac
 import json
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import orjson
@@ -64,10 +67,16 @@ def declared_length(headers: Headers, limit: int) -> int | None:
     return size
 
 
-async def copy_body(receive: Receive, limit: int, write: Callable[[bytes], object]) -> None:
+async def copy_body(
+    receive: Receive,
+    limit: int,
+    write: Callable[[bytes], object],
+    pace: Callable[[int], Awaitable[None]] | None = None,
+) -> None:
     """Hand the request body to ``write`` chunk by chunk as it arrives, refusing (413) a body
-    that grows past ``limit`` bytes. Check its declared length first (``declared_length``):
-    a body declared too large is refused before any of it is read."""
+    that grows past ``limit`` bytes, and awaiting ``pace(chunk's size)`` before reading more.
+    Check its declared length first (``declared_length``): a body declared too large is
+    refused before any of it is read."""
     received = 0
     while True:
         message = await receive()
@@ -81,6 +90,8 @@ async def copy_body(receive: Receive, limit: int, write: Callable[[bytes], objec
             write(chunk)
         if not message.get("more_body", False):
             return
+        if pace is not None:
+            await pace(len(chunk))
 
 
 async def read_body(receive: Receive, limit: int) -> bytes:
@@ -88,6 +99,40 @@ async def read_body(receive: Receive, limit: int) -> bytes:
     chunks: list[bytes] = []
     await copy_body(receive, limit, chunks.append)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class LargeBodyPacer:
+    """Large bodies yield to the rest of the traffic: while other requests are in flight,
+    the large bodies being read share ``bytes_per_second`` (0: no limit), and what is not read
+    yet waits in the clients' sockets (TCP slows the senders down); with no other request in
+    flight they are read at full speed. Moving megabytes costs the machine's cores (copies in
+    the kernel, the server's loop, the senders themselves) whoever reads them, so this is what
+    keeps a stream of them from slowing every prediction.
+
+    The service counts its requests in flight in ``requests`` and marks the large ones with
+    ``large()``; ``pace`` is ``copy_body``'s."""
+
+    def __init__(self, bytes_per_second: float) -> None:
+        self.bytes_per_second = bytes_per_second
+        self.requests = 0
+        self._large = 0
+        self._free_at = 0.0  # when the bytes read so far have had their share of the rate
+
+    @contextlib.contextmanager
+    def large(self) -> Iterator[None]:
+        self._large += 1
+        try:
+            yield
+        finally:
+            self._large -= 1
+
+    async def pace(self, size: int) -> None:
+        """Wait until ``size`` more bytes fit in the rate, if other requests are in flight."""
+        if not self.bytes_per_second or self.requests <= self._large:
+            return
+        now = time.monotonic()
+        self._free_at = max(self._free_at, now) + size / self.bytes_per_second
+        await asyncio.sleep(self._free_at - now)
 
 
 def _too_large(limit: int) -> ApiError:

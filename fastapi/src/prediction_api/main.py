@@ -53,7 +53,14 @@ def create_app(settings: ApiSettings | None = None, manager: ModelManager | None
     follower = manager or ModelManager(settings, metrics)
     keys = ApiKeys(settings.api_keys)
     monitoring = Monitoring(settings, metrics, follower)
-    service = PredictionService(follower, metrics, keys, settings.max_body_bytes, monitoring)
+    service = PredictionService(
+        follower,
+        metrics,
+        keys,
+        settings.max_body_bytes,
+        monitoring,
+        settings.large_body_mib_per_second * 1024 * 1024,
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -76,6 +76,14 @@ class ApiSettings(BaseSettings):
         validation_alias="API_MAX_BODY_BYTES",
         description="Largest request body accepted, in bytes.",
     )
+    large_body_mib_per_second: float = Field(
+        default=16.0,
+        ge=0.0,
+        validation_alias="API_LARGE_BODY_MIB_PER_SECOND",
+        description="While other predictions are in flight, bodies over 1 MiB are read at "
+        "most this fast in all (MiB/s), so that uploads cannot crowd predictions out; with "
+        "none in flight, at full speed. 0: never slowed.",
+    )
     host: str = Field(
         default="127.0.0.1",
         min_length=1,

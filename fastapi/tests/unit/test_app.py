@@ -11,6 +11,7 @@ import resource
 import signal
 import sys
 import threading
+import time
 import traceback
 import tracemalloc
 from collections.abc import Iterator
@@ -597,6 +598,57 @@ def test_a_slow_large_upload_holds_up_no_other_request(api: Any, served: Any) ->
     with api() as client:
         statuses = client.portal.call(scenario, client.app.state.service)
     assert statuses == [200, 200, 200]
+
+
+def test_large_bodies_yield_to_other_requests_in_flight(api: Any, served: Any) -> None:
+    # While another request is in flight, large bodies are read at API_LARGE_BODY_MIB_PER_SECOND
+    # (their senders wait); alone, at full speed. Unpaced, four clients posting 9.5 MB bodies
+    # back to back doubled one-row /predict's p99 (python -m bench.hostile).
+    rate = 2 * 1024 * 1024
+    record = json.dumps(served.input_example[0]).encode()
+    large = b"[" + b",".join([record] * 9_000) + b"]"  # a valid batch of 1.4 MB
+    assert len(large) > PROCESS_BODY_BYTES
+
+    def request(
+        body: bytes, chunk: int, read_at: list[float], stall: asyncio.Event | None = None
+    ) -> tuple[dict[str, Any], Any]:
+        chunks = [body[start : start + chunk] for start in range(0, len(body), chunk)]
+
+        async def receive() -> dict[str, Any]:
+            if stall is not None and len(chunks) == 1:
+                await stall.wait()
+            read_at.append(time.monotonic())
+            piece = chunks.pop(0)
+            return {"type": "http.request", "body": piece, "more_body": bool(chunks)}
+
+        headers = [(b"content-length", b"%d" % len(body)), (b"content-type", JSON_TYPE)]
+        return {"type": "http", "method": "POST", "path": PREDICT, "headers": headers}, receive
+
+    async def post_large(service: Any) -> tuple[int, float]:
+        """Status of the large body, and the seconds from its first chunk to its last."""
+        read_at: list[float] = []
+        status, *_ = await service.respond(*request(large, 65_536, read_at))
+        return status, read_at[-1] - read_at[0]
+
+    async def scenario(service: Any) -> tuple[list[int], list[float]]:
+        alone = await post_large(service)
+        stall = asyncio.Event()
+        waiting = asyncio.create_task(
+            service.respond(*request(record, len(record) // 2, [], stall))
+        )
+        await asyncio.sleep(0.01)  # the small request has sent half its body: it is in flight
+        beside = await post_large(service)
+        stall.set()
+        small, *_ = await waiting
+        after = await post_large(service)
+        return [alone[0], beside[0], small, after[0]], [alone[1], beside[1], after[1]]
+
+    with api(large_body_mib_per_second=rate / 1024 / 1024) as client:
+        statuses, (alone, beside, after) = client.portal.call(scenario, client.app.state.service)
+    paced = (len(large) - 65_536) / rate
+    assert statuses == [200, 200, 200, 200]
+    assert beside >= 0.9 * paced, f"read in {beside:.3f} s beside a request, {paced:.3f} s due"
+    assert alone < paced / 3 and after < paced / 3, (alone, after, paced)
 
 
 def test_a_large_body_is_never_held_whole_in_the_serving_process(api: Any, served: Any) -> None:

@@ -42,6 +42,7 @@ def test_every_variable(monkeypatch: pytest.MonkeyPatch) -> None:
         "API_KEYS": " first-key-0123456789 ,second-key-0123456789,",
         "API_MAX_ROWS": "50",
         "API_MAX_BODY_BYTES": "4096",
+        "API_LARGE_BODY_MIB_PER_SECOND": "0",
         "API_HOST": "0.0.0.0",
         "API_PORT": "9000",
         "API_WORKERS": "2",
@@ -54,6 +55,7 @@ def test_every_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.poll_interval_seconds == 2.5
     assert settings.api_keys == ("first-key-0123456789", "second-key-0123456789")
     assert (settings.max_rows, settings.max_body_bytes) == (50, 4096)
+    assert settings.large_body_mib_per_second == 0
     assert (settings.host, settings.port, settings.workers) == ("0.0.0.0", 9000, 2)
     assert "key-0123" not in repr(settings)
 
@@ -72,6 +74,7 @@ def test_empty_keys_mean_no_auth(monkeypatch: pytest.MonkeyPatch) -> None:
         ("API_POLL_INTERVAL_SECONDS", "-1", "API_POLL_INTERVAL_SECONDS: Input should be greater"),
         ("API_MAX_ROWS", "0", "API_MAX_ROWS: Input should be greater than or equal to 1"),
         ("API_MAX_BODY_BYTES", "10", "API_MAX_BODY_BYTES: Input should be greater"),
+        ("API_LARGE_BODY_MIB_PER_SECOND", "-1", "API_LARGE_BODY_MIB_PER_SECOND: Input should"),
         ("API_MODEL_ALIAS", "a b", "API_MODEL_ALIAS: String should match pattern"),
         ("API_KEYS", "short", "API_KEYS: each key needs at least 16 characters"),
     ],
