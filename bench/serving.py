@@ -333,8 +333,10 @@ def child_inprocess(work: Path, version: str, rows: int, seconds: float) -> dict
         split = {"columns": columns, "data": [[r[c] for c in columns] for r in records]}
         split_body = json.dumps({"dataframe_split": split}).encode()
         average = statistics.median if n == 1 else statistics.mean
+        matrix = model.compiled.matrix(model.inputs.records(records, ("body",)))
         out[str(n)] = {
             "pipeline_s": average(_timed(partial(pipeline.predict, frame), seconds)),
+            "booster_s": average(_timed(partial(model.compiled.booster, matrix), seconds)),
             "ours_s": average(_timed(partial(compiled_path, records), seconds)),
             "ours_json_s": average(_timed(partial(answer, model, PREDICT, body), seconds)),
             "ours_split_s": average(
@@ -642,6 +644,10 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
         f"{args.rows / many['ours_json_s']:.0f}) | {many['pipeline_s'] / many['ours_s']:.1f}x |"
     )
     lines.append(
+        f"| {args.rows} rows, the booster alone on their feature matrix (rows/s) | | "
+        f"{args.rows / many['booster_s']:.0f} | |"
+    )
+    lines.append(
         f"| {args.rows} rows as /invocations dataframe_split, from the JSON body (rows/s) | "
         f"{args.rows / many['pipeline_s']:.0f} | {args.rows / many['ours_split_s']:.0f} "
         f"({many['ours_json_s'] / many['ours_split_s']:.2f}x /predict's) | "
@@ -662,6 +668,12 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
             f"{args.rows}-row batches >= 200k rows/s (the better of c=1 and c=2)",
             batch >= 200_000,
             f"{batch:.0f} rows/s",
+        ),
+        (
+            "batches >= half the in-process booster-only limit (its feature matrix built)",
+            batch >= 0.5 * args.rows / many["booster_s"],
+            f"{100 * batch * many['booster_s'] / args.rows:.0f} % of "
+            f"{args.rows / many['booster_s']:.0f} rows/s",
         ),
         (
             "batches >= half the in-process compiled path (the faster of its two measures, "

@@ -16,15 +16,13 @@ while it starts.
 
 The process runs at a lower CPU priority (nice DECODER_NICENESS): its work waits for the
 serving process's event loop, not the other way round. ``python -m bench.hostile`` (one-row
-requests at concurrency 8 while four clients post hostile 8 MB bodies back to back), with
-large bodies read at full speed (``API_LARGE_BODY_MIB_PER_SECOND=0``): a p99 of 5.7-7.5 ms
-(2.9-3.5 ms alone; 85 ms when these bodies were decoded in the serving process's threads),
-and 3.9-5.2 ms while the same clients post as many bodies a second to a sink that only reads
-them. By default large bodies are paced while other requests are in flight
-(``http.LargeBodyPacer``): 4 bodies a second get through instead of 25, and the p99 is
-3.8-4.7 ms (1.07-1.41x alone), what the sink gives at that rate. Large bodies are not read
-one at a time to throttle them: one client uploading slowly would then hold up every other
-large body.
+requests at concurrency 8 while four clients post hostile 8 MB bodies back to back): decoded
+in the serving process's threads, a p99 of 85 ms (1.5 ms alone); here, with large bodies read
+at full speed (``API_LARGE_BODY_MIB_PER_SECOND=0``), 2.16x the p99 alone, against 1.45x when
+the same clients post as many bodies to a sink that only reads them. By default large bodies
+are paced while other requests are in flight (``http.LargeBodyPacer``): 4 bodies a second
+instead of 25, and 1.27x. Large bodies are not read one at a time to throttle them: one
+client uploading slowly would then hold up every other large body.
 """
 
 from __future__ import annotations
