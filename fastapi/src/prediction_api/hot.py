@@ -12,8 +12,8 @@ for every other method).
 
 Small requests stay on the event loop and share booster calls (``coalescer``); bodies over
 INLINE_BODY_BYTES (big batches) are decoded and predicted in the thread pool so they do not
-stall the loop, those over PROCESS_BODY_BYTES (declared, or once read when sent without a
-length) written to a file as they arrive and decoded in the decoder process
+stall the loop, those over PROCESS_BODY_BYTES (declared so, or sent without a length and
+grown past it) written to a file as they arrive and decoded in the decoder process
 (``decoder_process``) so that they do not hold the loop's interpreter lock either; while other
 requests are in flight those are read at a bounded rate (``http.LargeBodyPacer``).
 """
@@ -49,7 +49,7 @@ from prediction_api.http import (
     copy_body,
     declared_length,
     header,
-    read_body,
+    read_until,
 )
 from prediction_api.inputs import Converted
 from prediction_api.manager import ModelManager
@@ -146,16 +146,18 @@ class PredictionService:
         model = self.current_model()
         content_type = header(headers, b"content-type")
         declared = declared_length(headers, self.limit)
-        body = None
-        if declared is None or declared <= PROCESS_BODY_BYTES:
-            body = await read_body(receive, self.limit)
-        if body is None or len(body) > PROCESS_BODY_BYTES:
+        if declared is not None and declared > PROCESS_BODY_BYTES:
+            body, complete = b"", False
+        else:  # a small body, or one sent without a length: read until it is known to be large
+            body, complete = await read_until(receive, PROCESS_BODY_BYTES, self.limit)
+        if not complete or len(body) > PROCESS_BODY_BYTES:
             with self.pacer.large():
                 with body_file() as spooled:
-                    if body is None:
-                        await copy_body(receive, self.limit, spooled.write, self.pacer.pace)
-                    else:  # sent without a declared length: read before its size was known
-                        spooled.write(body)
+                    spooled.write(body)
+                    if not complete:
+                        await copy_body(
+                            receive, self.limit, spooled.write, self.pacer.pace, len(body)
+                        )
                     converted = await self.decoder.decode(
                         model.inputs, route, spooled.name, content_type
                     )

@@ -67,38 +67,48 @@ def declared_length(headers: Headers, limit: int) -> int | None:
     return size
 
 
+async def _next_chunk(receive: Receive, received: int, limit: int) -> tuple[bytes, bool, int]:
+    """The body's next chunk, whether more follows, and the bytes received with it; 413 when
+    they come to more than ``limit``."""
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        raise ClientDisconnect()
+    chunk: bytes = message.get("body", b"")
+    received += len(chunk)
+    if received > limit:
+        raise _too_large(limit)
+    return chunk, message.get("more_body", False), received
+
+
+async def read_until(receive: Receive, size: int, limit: int) -> tuple[bytes, bool]:
+    """The request body as it arrives, up to its end or to the first chunk that takes it past
+    ``size`` bytes: the bytes read, and whether they are the whole body. A body past ``limit``
+    bytes is refused (413)."""
+    chunks: list[bytes] = []
+    received = 0
+    while True:
+        chunk, more, received = await _next_chunk(receive, received, limit)
+        chunks.append(chunk)
+        if not more or received > size:
+            return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), not more
+
+
 async def copy_body(
     receive: Receive,
     limit: int,
     write: Callable[[bytes], object],
-    pace: Callable[[int], Awaitable[None]] | None = None,
+    pace: Callable[[int], Awaitable[None]],
+    received: int = 0,
 ) -> None:
-    """Hand the request body to ``write`` chunk by chunk as it arrives, refusing (413) a body
-    that grows past ``limit`` bytes, and awaiting ``pace(chunk's size)`` before reading more.
-    Check its declared length first (``declared_length``): a body declared too large is
-    refused before any of it is read."""
-    received = 0
+    """Hand the rest of the request body (``received`` bytes of it already read) to ``write``
+    chunk by chunk as it arrives, refusing (413) a body that grows past ``limit`` bytes, and
+    awaiting ``pace(chunk's size)`` before reading more."""
     while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect()
-        chunk = message.get("body", b"")
-        if chunk:
-            received += len(chunk)
-            if received > limit:
-                raise _too_large(limit)
-            write(chunk)
-        if not message.get("more_body", False):
+        chunk, more, received = await _next_chunk(receive, received, limit)
+        write(chunk)
+        if not more:
             return
-        if pace is not None:
-            await pace(len(chunk))
-
-
-async def read_body(receive: Receive, limit: int) -> bytes:
-    """The request body (``copy_body``'s chunks joined)."""
-    chunks: list[bytes] = []
-    await copy_body(receive, limit, chunks.append)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        await pace(len(chunk))
 
 
 class LargeBodyPacer:
