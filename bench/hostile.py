@@ -41,6 +41,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, cast
 
@@ -257,15 +258,14 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
                         **measure_body(pid, port, path, body, args.repeats),
                     }
                 results["rounds"] = []
-                statuses: dict[int, int] = {}
+                statuses: Counter[int] = Counter()
+                hostile = list(bodies.values())
                 for round_ in range(1, args.rounds + 1):
                     print(f"bench: round {round_}: valid load alone", file=sys.stderr)
                     alone = valid_load(port, valid, args.concurrency, args.load_seconds)
                     print(f"bench: round {round_}: with the hostile clients", file=sys.stderr)
-                    hostile = list(bodies.values())
                     attacked, answered, rate = load_under_attack(port, valid, args, hostile, port)
-                    for status, count in answered.items():
-                        statuses[status] = statuses.get(status, 0) + count
+                    statuses.update(answered)
                     print(f"bench: round {round_}: with them posting to the sink", file=sys.stderr)
                     sink, _, sink_rate = load_under_attack(
                         port, valid, args, hostile, sink_port, rate

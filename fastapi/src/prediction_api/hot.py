@@ -151,16 +151,13 @@ class PredictionService:
         else:  # a small body, or one sent without a length: read until it is known to be large
             body, complete = await read_until(receive, PROCESS_BODY_BYTES, self.limit)
         if not complete or len(body) > PROCESS_BODY_BYTES:
-            with self.pacer.large():
-                with body_file() as spooled:
-                    spooled.write(body)
-                    if not complete:
-                        await copy_body(
-                            receive, self.limit, spooled.write, self.pacer.pace, len(body)
-                        )
-                    converted = await self.decoder.decode(
-                        model.inputs, route, spooled.name, content_type
-                    )
+            with self.pacer.large(), body_file() as spooled:
+                spooled.write(body)
+                if not complete:
+                    await copy_body(receive, self.limit, spooled.write, self.pacer.pace, len(body))
+                converted = await self.decoder.decode(
+                    model.inputs, route, spooled.name, content_type
+                )
                 content, prediction = await run_in_threadpool(_predicted, model, route, converted)
         elif len(body) > INLINE_BODY_BYTES:
             content, converted, prediction = await run_in_threadpool(
