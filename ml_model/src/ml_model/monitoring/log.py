@@ -44,7 +44,7 @@ MAX_PAUSE_SECONDS = 30.0
 WRITER = "prediction-log-writer"  # the writer process's name
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen one took 1.2 us to build on every request, 0.3 here
 class Answered:
     """One answered request as the engine had it: its ``columns`` in the order of ``schema``,
     the predictions (regression outputs or class labels) and, for classifiers, the class
