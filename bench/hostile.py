@@ -1,6 +1,6 @@
 """Hostile request bodies against the prediction API: bounded work, and valid traffic unharmed.
 
-    .venv/bin/python -m bench.hostile [--repeats 5] [--rounds 3] [--load-seconds 8]
+    .venv/bin/python -m bench.hostile [--repeats 5] [--rounds 4] [--load-seconds 8]
                                       [--concurrency 8] [--hostile-clients 4] [--trees 300]
                                       [--train-rows 20000] [--large-body-mib-per-second R]
 
@@ -13,13 +13,14 @@ Then, per hostile body, ``--repeats`` times one after the
 other: the status, the time to the full answer (client side, upload included) and the growth
 of the server's resident memory, its decoder process's included (``VmRSS`` in
 ``/proc/<pid>/status`` before the first and after the last; the peak, ``VmHWM``, is reset
-before each body). Last, ``--rounds`` times in turn, one valid row on ``/predict`` at
-``--concurrency`` for ``--load-seconds``, alone, then while ``--hostile-clients`` clients post
-the hostile bodies in turn without pause, then while they post as many bodies a second to a
-sink instead (another process, uvloop, that reads each body, discards it and answers 400):
-its p50 / p99, and the p99's ratio to the same round's alone. The sink shows what moving
-those bytes over loopback costs this machine's cores, the floor for any server that reads
-what it is sent.
+before each body). Last, ``--rounds`` rounds of four slices, their order rotated each round:
+one valid row on ``/predict`` at ``--concurrency`` for ``--load-seconds``, alone; while
+``--hostile-clients`` clients post the hostile bodies in turn without pause; while they post
+as many bodies a second to a sink instead (another process, uvloop, that reads each body,
+discards it and answers 400); and alone again. Per slice its p50 / p99, and the p99's ratio
+to the same round's alone. The sink shows what moving those bytes over loopback costs this
+machine's cores, the floor for any server that reads what it is sent; alone again, what two
+slices of the same load differ by here (the noise any ratio must be read against).
 The API reads large bodies at ``API_LARGE_BODY_MIB_PER_SECOND`` while other requests are in
 flight (its default, or ``--large-body-mib-per-second``; 0 reads them at full speed).
 
@@ -52,6 +53,16 @@ PREDICT, INVOCATIONS = "/predict", "/invocations"
 GOAL_MS = 100.0
 GOAL_RSS_MIB = 20.0
 P99_UNCHANGED = 1.1  # "unchanged": within this machine's run-to-run spread of the p99 alone
+# A round's slices, in turn (the order rotated each round): the valid load alone, with the
+# hostile clients, with them posting to the sink, and alone again (the control: what two
+# slices of the same load differ by on this machine).
+SLICES = ("alone", "attacked", "bytes_only", "alone_again")
+SLICE_NAMES = {
+    "alone": "valid load alone",
+    "attacked": "with the hostile clients",
+    "bytes_only": "with them posting to the sink",
+    "alone_again": "valid load alone again",
+}
 SINK_ANSWER = (
     b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 2\r\n"
     b"connection: close\r\n\r\n{}"
@@ -260,25 +271,26 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 results["rounds"] = []
                 statuses: Counter[int] = Counter()
                 hostile = list(bodies.values())
-                for round_ in range(1, args.rounds + 1):
-                    print(f"bench: round {round_}: valid load alone", file=sys.stderr)
-                    alone = valid_load(port, valid, args.concurrency, args.load_seconds)
-                    print(f"bench: round {round_}: with the hostile clients", file=sys.stderr)
-                    attacked, answered, rate = load_under_attack(port, valid, args, hostile, port)
-                    statuses.update(answered)
-                    print(f"bench: round {round_}: with them posting to the sink", file=sys.stderr)
-                    sink, _, sink_rate = load_under_attack(
-                        port, valid, args, hostile, sink_port, rate
-                    )
-                    results["rounds"].append(
-                        {
-                            "alone": alone,
-                            "attacked": attacked,
-                            "hostile_rate": rate,
-                            "bytes_only": sink,
-                            "sink_rate": sink_rate,
-                        }
-                    )
+                rate = 0.0  # hostile bodies answered a second in the last attacked slice
+                for round_ in range(args.rounds):
+                    slices: dict[str, Any] = {}
+                    for kind in SLICES[round_ % len(SLICES) :] + SLICES[: round_ % len(SLICES)]:
+                        print(f"bench: round {round_ + 1}: {SLICE_NAMES[kind]}", file=sys.stderr)
+                        if kind == "attacked":
+                            slices[kind], answered, rate = load_under_attack(
+                                port, valid, args, hostile, port
+                            )
+                            slices["hostile_rate"] = rate
+                            statuses.update(answered)
+                        elif kind == "bytes_only":
+                            slices[kind], _, slices["sink_rate"] = load_under_attack(
+                                port, valid, args, hostile, sink_port, rate or None
+                            )
+                        else:
+                            slices[kind] = valid_load(
+                                port, valid, args.concurrency, args.load_seconds
+                            )
+                    results["rounds"].append(slices)
                 results["hostile_statuses"] = statuses
                 results["rss_end_mib"] = rss_kib(pid) / 1024
             finally:
@@ -333,6 +345,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
                 "dropped by another process)",
                 slices["bytes_only"],
             ),
+            ("alone again (the control)", slices["alone_again"]),
         ):
             lines.append(
                 f"| round {number}: {label} | {r['rps']:.0f} | {r['p50_ms']:.2f} | "
@@ -352,7 +365,8 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
         (
             f"valid p99 with hostile clients within {P99_UNCHANGED:g}x of alone, median of the "
             f"rounds ({_p99_ratios(results, 'attacked')}; the sink "
-            f"{_p99_ratios(results, 'bytes_only')})",
+            f"{_p99_ratios(results, 'bytes_only')}; alone again "
+            f"{_p99_ratios(results, 'alone_again')})",
             statistics.median(_p99_ratio(r, "attacked") for r in results["rounds"])
             <= P99_UNCHANGED,
         ),
@@ -373,7 +387,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=5, help="posts of each hostile body")
     parser.add_argument("--load-seconds", type=float, default=8.0, help="seconds a slice")
     parser.add_argument(
-        "--rounds", type=int, default=3, help="alone, attacked and sink slices, in turn"
+        "--rounds", type=int, default=4, help="alone, attacked, sink and alone-again slices"
     )
     parser.add_argument("--concurrency", type=int, default=8, help="valid-load connections")
     parser.add_argument("--hostile-clients", type=int, default=4)
