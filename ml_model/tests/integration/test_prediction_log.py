@@ -267,11 +267,14 @@ def test_a_writer_process_that_dies_is_started_again(tmp_path: Path) -> None:
 def test_values_come_back_exactly_as_logged(
     kind: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    # Text that COPY's format must escape, and numbers that only an exact text form keeps.
-    cities = ["tab\there", "line\nbreak\r", "back\\slash", "\\N", "", None]
-    ages = [0.1 + 0.2, 1e-300, -2.5, np.nan, 123456.789, 2.0**0.5]
-    rooms = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
-    predictions = np.array([0.1, 0.2, 1 / 3, 2.0, -7.25, 1e10])
+    # Text that COPY's text format had to escape, numbers that only an exact form keeps, and a
+    # lone surrogate, which the API accepts (JSON's "\ud800") but UTF-8 cannot hold: kept as
+    # its escape. It made the whole batch fail (the writer process died on it, every row of
+    # the batch dropped).
+    cities = ["tab\there", "line\nbreak\r", "back\\slash", "\\N", "", None, "lone \ud800"]
+    ages = [0.1 + 0.2, 1e-300, -2.5, np.nan, 123456.789, 2.0**0.5, 7.0]
+    rooms = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]
+    predictions = np.array([0.1, 0.2, 1 / 3, 2.0, -7.25, 1e10, 7.0])
     if kind == "postgres":
         url = request.getfixturevalue("postgres_url")
         reader = PredictionStore(reader_url(request.getfixturevalue("postgres_cluster")))
@@ -280,6 +283,7 @@ def test_values_come_back_exactly_as_logged(
         reader = PredictionStore(url)
     written = Counter()
     log = PredictionLog(url, interval=0.05, on_written=written)
+    before = dt.datetime.now(dt.UTC)
     log.submit(
         Answered(
             table=TABLE,
@@ -287,16 +291,56 @@ def test_values_come_back_exactly_as_logged(
             route="/predict",
             latency_ms=1.5,
             schema=SCHEMA,
-            columns=Columns(6, np.column_stack([ages, rooms]), (tuple(cities),)),
+            columns=Columns(7, np.column_stack([ages, rooms]), (tuple(cities),)),
             predictions=predictions,
         )
     )
     log.close()
-    assert written.rows == 6
-    frame = reader.window(TABLE, dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))
+    assert written.rows == 7
+    frame = reader.window(TABLE, before - dt.timedelta(minutes=5))
     frame = frame.sort_values("rooms")
-    assert frame["rooms"].tolist() == [1, 2, 3, 4, 5, 6]
-    assert [None if pd.isna(c) else c for c in frame["city"]] == cities
+    assert frame["rooms"].tolist() == [1, 2, 3, 4, 5, 6, 7]
+    assert [None if pd.isna(c) else c for c in frame["city"]] == [*cities[:-1], "lone \\ud800"]
+    logged_at = pd.to_datetime(frame["_logged_at"], utc=True)
+    assert (logged_at >= before - dt.timedelta(seconds=1)).all()
+    assert (logged_at <= dt.datetime.now(dt.UTC)).all()
     np.testing.assert_array_equal(frame["age"].to_numpy(dtype=float), ages)
     np.testing.assert_array_equal(frame["_prediction"].to_numpy(dtype=float), predictions)
-    assert frame["_route"].tolist() == ["/predict"] * 6
+    assert frame["_route"].tolist() == ["/predict"] * 7
+
+
+def test_a_number_beyond_a_bigint_fails_the_batch_as_a_store_error(postgres_url: str) -> None:
+    # Binary COPY packs integers itself: a value beyond 64 bits (a "long" feature sent 1e30)
+    # is refused like the server refuses it in text, not by the writer process dying.
+    store = PredictionStore(postgres_url)
+    store.prepare(TABLE)
+    columns = columns_of(SCHEMA, unpickled(answered("req-big").queued()))
+    columns["rooms"] = [1e30, 4.0]
+    with pytest.raises(StoreError, match="cannot write"):
+        store.insert(TABLE, columns)
+    store.close()
+
+
+def test_boolean_features_come_back_as_logged(
+    postgres_cluster: PostgresCluster, postgres_url: str
+) -> None:
+    # Each SQL type has its own binary form in COPY: booleans too (the engine's 1.0 / 0.0).
+    flags = VersionTable.for_version("flags", "1", {"flag": "boolean"}, regression=True)
+    schema = FeatureSchema(numeric=("flag",), categorical=())
+    log = PredictionLog(postgres_url, interval=0.05)
+    log.submit(
+        Answered(
+            table=flags,
+            request_id="req-flags",
+            route="/predict",
+            latency_ms=1.0,
+            schema=schema,
+            columns=Columns(3, np.array([[1.0], [0.0], [np.nan]]), ()),
+            predictions=np.array([1.0, 2.0, 3.0]),
+        )
+    )
+    log.close()
+    reader = PredictionStore(reader_url(postgres_cluster))
+    frame = reader.window(flags, dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))
+    frame = frame.sort_values("_prediction")
+    assert [None if pd.isna(f) else f for f in frame["flag"]] == [True, False, None]

@@ -19,8 +19,10 @@ import hashlib
 import io
 import json
 import re
+import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
 
@@ -72,22 +74,46 @@ def _write_ahead_log(connection: Any, _: Any) -> None:
     connection.execute("PRAGMA synchronous=NORMAL")
 
 
-# COPY's text format: tab-separated columns, \N for NULL, backslash escapes in text.
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+# COPY's binary format: a header, then per row the number of fields and each field's length
+# (-1: NULL) and bytes, then a trailer. Numbers and times go as the server keeps them (no text
+# to format here and parse there): a batch of one-row requests took 2 us a row to encode instead
+# of 7.5 us as text, mostly spent formatting floats.
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)  # no flags, no extension
+_COPY_TRAILER = struct.pack(">h", -1)
+_NULL = struct.pack(">i", -1)
+_DOUBLE = struct.Struct(">id").pack  # length 8, then the value
+_BIGINT = struct.Struct(">iq").pack
+_BOOLEAN = {True: struct.pack(">i?", 1, True), False: struct.pack(">i?", 1, False)}
+_LENGTH = struct.Struct(">i").pack
+_POSTGRES_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)  # timestamps: microseconds since
+_MICROSECOND = dt.timedelta(microseconds=1)
 
 
-def _copy_text(values: Sequence[Any], kind: sa.types.TypeEngine[Any]) -> list[str]:
-    """``values`` of a column of type ``kind`` as COPY text fields."""
-    if isinstance(kind, sa.DateTime):  # one timestamp per request: formatted once
-        formatted = {value: value.isoformat() for value in set(values) if value is not None}
-        return [formatted.get(value, "\\N") for value in values]
+def _copy_fields(values: Sequence[Any], kind: sa.types.TypeEngine[Any]) -> list[bytes]:
+    """``values`` of a column of type ``kind`` as COPY binary fields."""
+    if isinstance(kind, sa.DateTime):
+        return [
+            _NULL if value is None else _BIGINT(8, (value - _POSTGRES_EPOCH) // _MICROSECOND)
+            for value in values
+        ]
     if isinstance(kind, sa.Boolean):
-        return ["\\N" if value is None else "t" if value else "f" for value in values]
-    if isinstance(kind, sa.Integer):  # the engine's numbers are floats
-        return ["\\N" if value is None else str(round(value)) for value in values]
+        return [_NULL if value is None else _BOOLEAN[bool(value)] for value in values]
+    if isinstance(kind, sa.Integer):  # the engine's numbers are floats; beyond 64 bits,
+        # struct.error refuses the batch as the server refuses such a number in text
+        return [_NULL if value is None else _BIGINT(8, round(value)) for value in values]
     if isinstance(kind, sa.Float):
-        return ["\\N" if value is None else repr(float(value)) for value in values]
-    return ["\\N" if value is None else str(value).translate(_COPY_ESCAPES) for value in values]
+        return [_NULL if value is None else _DOUBLE(8, value) for value in values]
+    return [_NULL if value is None else _text_field(_utf8(value)) for value in values]
+
+
+def _text_field(encoded: bytes) -> bytes:
+    return _LENGTH(len(encoded)) + encoded
+
+
+def _utf8(value: Any) -> bytes:
+    """``value`` as UTF-8 text. A lone surrogate, which the API accepts (JSON's ``"\\ud800"``)
+    but UTF-8 cannot hold, is kept as its escape: it made the driver fail the whole batch."""
+    return str(value).encode("utf-8", "backslashreplace")
 
 
 class StoreError(RuntimeError):
@@ -168,7 +194,7 @@ class PredictionStore:
         try:
             with self.engine.begin() as connection:
                 return work(connection)
-        except (sa.exc.SQLAlchemyError, self._driver_error) as exc:
+        except (sa.exc.SQLAlchemyError, self._driver_error, struct.error) as exc:
             raise StoreError(f"{what}: {type(getattr(exc, 'orig', None) or exc).__name__}") from exc
 
     def _table(self, spec: VersionTable) -> sa.Table:
@@ -218,7 +244,11 @@ class PredictionStore:
         values: dict[str, Sequence[Any]] = {}
         for name, column in columns.items():
             convert = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-            if convert is None:
+            if isinstance(table.c[name].type, sa.Text):
+                values[name] = [
+                    None if value is None else _utf8(value).decode() for value in column
+                ]
+            elif convert is None:
                 values[name] = column
             else:
                 converted = {value: convert(value) for value in set(column)}
@@ -229,17 +259,18 @@ class PredictionStore:
     def _copy(
         self, connection: sa.Connection, table: sa.Table, columns: Mapping[str, Sequence[Any]]
     ) -> None:
-        """PostgreSQL: the rows in one ``COPY``, five times less work than the batched
-        ``INSERT`` SQLAlchemy sends through psycopg2."""
+        """PostgreSQL: the rows in one binary ``COPY``, five times less work than the batched
+        ``INSERT`` SQLAlchemy sends through psycopg2 even as text."""
         preparer = self.engine.dialect.identifier_preparer
         names = ", ".join(preparer.quote(name) for name in columns)
-        text = [_copy_text(column, table.c[name].type) for name, column in columns.items()]
-        lines = "\n".join(map("\t".join, zip(*text, strict=True))) + "\n"
+        fields = [_copy_fields(column, table.c[name].type) for name, column in columns.items()]
+        per_row = repeat(struct.pack(">h", len(fields)), len(fields[0]))  # the field count
+        rows = b"".join(chain.from_iterable(zip(per_row, *fields, strict=True)))
         cursor = connection.connection.cursor()
         try:
             cursor.copy_expert(
-                f"COPY {preparer.format_table(table)} ({names}) FROM STDIN",
-                io.StringIO(lines),
+                f"COPY {preparer.format_table(table)} ({names}) FROM STDIN WITH (FORMAT binary)",
+                io.BytesIO(_COPY_HEADER + rows + _COPY_TRAILER),
             )
         finally:
             cursor.close()
