@@ -309,16 +309,32 @@ def test_values_come_back_exactly_as_logged(
     assert frame["_route"].tolist() == ["/predict"] * 7
 
 
-def test_a_number_beyond_a_bigint_fails_the_batch_as_a_store_error(postgres_url: str) -> None:
-    # Binary COPY packs integers itself: a value beyond 64 bits (a "long" feature sent 1e30)
-    # is refused like the server refuses it in text, not by the writer process dying.
-    store = PredictionStore(postgres_url)
-    store.prepare(TABLE)
-    columns = columns_of(SCHEMA, unpickled(answered("req-big").queued()))
-    columns["rooms"] = [1e30, 4.0]
-    with pytest.raises(StoreError, match="cannot write"):
-        store.insert(TABLE, columns)
-    store.close()
+def test_values_postgres_cannot_take_as_sent_do_not_cost_the_batch(
+    postgres_cluster: PostgresCluster, postgres_url: str
+) -> None:
+    # The API takes 1e30 for a "long" feature and a NUL character in a string; PostgreSQL
+    # refused both, and with them every row of the batch: one client could keep everyone's
+    # requests out of the log. Stored as the nearest bigint and as the NUL's escape instead.
+    written = Counter()
+    log = PredictionLog(postgres_url, interval=0.05, on_written=written)
+    for request, rooms, city in (("req-odd", 1e30, "a\x00b"), ("req-usual", 3.0, "lyon")):
+        log.submit(
+            Answered(
+                table=TABLE,
+                request_id=request,
+                route="/predict",
+                latency_ms=1.0,
+                schema=SCHEMA,
+                columns=Columns(1, np.array([[40.0, rooms]]), ((city,),)),
+                predictions=np.array([1.0]),
+            )
+        )
+    log.close()
+    assert written.rows == 2
+    reader = PredictionStore(reader_url(postgres_cluster))
+    frame = reader.window(TABLE, dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))
+    logged = {r["_request_id"]: (r["rooms"], r["city"]) for r in frame.to_dict("records")}
+    assert logged == {"req-odd": (2**63 - 1, "a\\x00b"), "req-usual": (3, "lyon")}
 
 
 def test_boolean_features_come_back_as_logged(

@@ -85,6 +85,7 @@ _DOUBLE = struct.Struct(">id").pack  # length 8, then the value
 _BIGINT = struct.Struct(">iq").pack
 _BOOLEAN = {True: struct.pack(">i?", 1, True), False: struct.pack(">i?", 1, False)}
 _LENGTH = struct.Struct(">i").pack
+_BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
 _POSTGRES_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)  # timestamps: microseconds since
 _MICROSECOND = dt.timedelta(microseconds=1)
 
@@ -98,9 +99,8 @@ def _copy_fields(values: Sequence[Any], kind: sa.types.TypeEngine[Any]) -> list[
         ]
     if isinstance(kind, sa.Boolean):
         return [_NULL if value is None else _BOOLEAN[bool(value)] for value in values]
-    if isinstance(kind, sa.Integer):  # the engine's numbers are floats; beyond 64 bits,
-        # struct.error refuses the batch as the server refuses such a number in text
-        return [_NULL if value is None else _BIGINT(8, round(value)) for value in values]
+    if isinstance(kind, sa.Integer):
+        return [_NULL if value is None else _bigint(value) for value in values]
     if isinstance(kind, sa.Float):
         return [_NULL if value is None else _DOUBLE(8, value) for value in values]
     return [_NULL if value is None else _text_field(_utf8(value)) for value in values]
@@ -110,10 +110,18 @@ def _text_field(encoded: bytes) -> bytes:
     return _LENGTH(len(encoded)) + encoded
 
 
+def _bigint(value: float) -> bytes:
+    """An integer feature's value (the engine's numbers are floats), rounded; beyond 64 bits
+    (a "long" feature sent 1e30, which the API takes as a number), the nearest bigint: the
+    server refused it, failing every row of its batch."""
+    return _BIGINT(8, min(max(round(value), _BIGINT_MIN), _BIGINT_MAX))
+
+
 def _utf8(value: Any) -> bytes:
-    """``value`` as UTF-8 text. A lone surrogate, which the API accepts (JSON's ``"\\ud800"``)
-    but UTF-8 cannot hold, is kept as its escape: it made the driver fail the whole batch."""
-    return str(value).encode("utf-8", "backslashreplace")
+    """``value`` as UTF-8 text. A NUL character, which text in PostgreSQL cannot hold, and a
+    lone surrogate, which UTF-8 cannot (both accepted by the API: JSON's ``"\\u0000"`` and
+    ``"\\ud800"``), are kept as their escapes: either made the whole batch fail."""
+    return str(value).replace("\x00", "\\x00").encode("utf-8", "backslashreplace")
 
 
 class StoreError(RuntimeError):
@@ -194,7 +202,7 @@ class PredictionStore:
         try:
             with self.engine.begin() as connection:
                 return work(connection)
-        except (sa.exc.SQLAlchemyError, self._driver_error, struct.error) as exc:
+        except (sa.exc.SQLAlchemyError, self._driver_error) as exc:
             raise StoreError(f"{what}: {type(getattr(exc, 'orig', None) or exc).__name__}") from exc
 
     def _table(self, spec: VersionTable) -> sa.Table:
