@@ -139,9 +139,10 @@ class Monitoring:
             )
         )
 
-    def feedback(self, request: str, label: str) -> None:
-        """Record the true outcome of ``request``; ``StoreError`` when the store refuses."""
-        self.store.record_feedback(request, label)
+    def feedback(self, request: str, label: str) -> str:
+        """Record the true outcome of ``request``, and return it as stored; ``StoreError``
+        when the store refuses."""
+        return self.store.record_feedback(request, label)
 
     def check_of(self, model: LoadedModel) -> dict[str, Any]:
         """The last check of ``model``'s version, as last read (``NO_CHECK`` if none)."""

@@ -86,7 +86,13 @@ def test_feedback_is_recorded_and_bad_feedback_named(
         ok = client.post("/feedback", json={"request_id": rid, "label": 4200.5}, headers=key)
         bad = client.post("/feedback", json={"request_id": "a b", "label": [1]}, headers=key)
         garbage = client.post("/feedback", content=b'{"\xff": 1}', headers=key)
+        # JSON's "\ud800" is a string UTF-8 cannot hold: the store failed on it (a 500).
+        surrogate = client.post(
+            "/feedback", content=b'{"request_id": "r-2", "label": "x\\ud800"}', headers=key
+        )
     assert ok.status_code == 202 and ok.json() == {"request_id": rid, "label": "4200.5"}
+    assert surrogate.status_code == 202, surrogate.text
+    assert surrogate.json() == {"request_id": "r-2", "label": "x\\ud800"}  # as stored
     assert bad.status_code == 400
     assert {p["field"] for p in bad.json()["detail"]} >= {"request_id", "label"}
     assert garbage.status_code == 400

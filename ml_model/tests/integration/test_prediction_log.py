@@ -147,8 +147,13 @@ def test_postgres_writer_inserts_and_reader_reads(
     log.submit(answered("req-1"))
     log.close()
     writer.record_feedback("req-1", "99")
+    writer.record_feedback("req-2", "a\x00b")  # a NUL, which PostgreSQL's text cannot hold
     frame = reader.window(TABLE, dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))
     assert frame["rooms"].tolist() == [3, 4] and frame["_label"].tolist() == ["99", "99"]
+    labels = postgres_cluster.query(
+        "SELECT label FROM prediction_log.feedback WHERE request_id = 'req-2'", dbname=MONITORING_DB
+    )
+    assert labels == [("a\\x00b",)]
     columns = postgres_cluster.query(
         "SELECT column_name, data_type FROM information_schema.columns"
         " WHERE table_schema = 'prediction_log' AND table_name = %s ORDER BY ordinal_position",

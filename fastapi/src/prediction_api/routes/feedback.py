@@ -55,7 +55,7 @@ async def feedback(request: Request) -> Response:
     monitoring: Monitoring = request.app.state.monitoring
     label = str(body.label)  # as the monitor compares it: with str() of the class labels
     try:
-        await run_in_threadpool(monitoring.feedback, body.request_id, label)
+        label = await run_in_threadpool(monitoring.feedback, body.request_id, label)
     except StoreError as exc:
         raise ApiError([problem(("store",), str(exc), "unavailable")], 503) from None
     return answer({"request_id": body.request_id, "label": label}, 202)

@@ -283,14 +283,18 @@ class PredictionStore:
         finally:
             cursor.close()
 
-    def record_feedback(self, request_id: str, label: str) -> None:
-        row = {"request_id": request_id, "label": label, "logged_at": dt.datetime.now(dt.UTC)}
+    def record_feedback(self, request_id: str, label: str) -> str:
+        """Record ``label`` as ``request_id``'s true outcome; the label as stored (see
+        ``_utf8``)."""
+        stored = _utf8(label).decode()
+        row = {"request_id": request_id, "label": stored, "logged_at": dt.datetime.now(dt.UTC)}
 
         def insert(connection: sa.Connection) -> None:
             self._create_sqlite_tables(connection)
             connection.execute(self.feedback.insert(), [row])
 
         self._run("cannot record feedback", insert)
+        return stored
 
     def window(self, spec: VersionTable, since: dt.datetime) -> pd.DataFrame:
         """Rows of ``spec``'s table logged at ``since`` or later (none when the version has no
