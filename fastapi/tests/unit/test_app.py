@@ -390,6 +390,25 @@ def test_invalid_utf8_is_a_client_error_on_every_route(api: Any, served: Any, bo
         assert_error_body(client.post("/predict", content=body, headers={"X-API-Key": KEY}), 400)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"request_id": "r-1", "label": "x\\ud800"}',  # a lone surrogate: /feedback was a 500
+        b'{"request_id": "r-1", "label": "x\\u0000y"}',
+        b'[{"\\ud800": "\\u0000"}]',
+        b'{"dataframe_split": {"columns": ["\\ud800"], "data": [["\\u0000"]]}}',
+    ],
+)
+def test_text_utf8_cannot_hold_never_fails_a_route(api: Any, served: Any, body: bytes) -> None:
+    # Valid JSON whose strings no UTF-8 store or encoder takes as they are.
+    with api(api_keys=(KEY,)) as client:
+        routes = client.get("/openapi.json").json()["paths"]
+        for path, operations in routes.items():
+            for method in operations:
+                answer = client.request(method, path, content=body, headers={"X-API-Key": KEY})
+                assert answer.status_code < 500, (method, path, answer.text)
+
+
 def test_concurrent_reloads_share_one_registry_call_and_predictions_do_not_wait(
     api: Any, registry: Any, served: Any
 ) -> None:
