@@ -377,16 +377,21 @@ def test_an_answer_lists_at_most_the_cap_and_says_how_many_more(api: Any, served
     assert detail[-1]["msg"] == f"{3000 - MAX_PROBLEMS} more problems not listed"
 
 
+def assert_no_route_fails(client: Any, body: bytes) -> None:
+    """``body`` sent to every operation of the OpenAPI document (with the key) gets no 5xx."""
+    routes = client.get("/openapi.json").json()["paths"]
+    for path, operations in routes.items():
+        for method in operations:
+            answer = client.request(method, path, content=body, headers={"X-API-Key": KEY})
+            assert answer.status_code < 500, (method, path, answer.text)
+
+
 @pytest.mark.parametrize(
     "body", [b'{"\xff": 1}', b'[{"\xff": 1}]', b'{"dataframe_records": [{"\xff": 1}]}', b"\xff"]
 )
 def test_invalid_utf8_is_a_client_error_on_every_route(api: Any, served: Any, body: bytes) -> None:
     with api(api_keys=(KEY,)) as client:
-        routes = client.get("/openapi.json").json()["paths"]
-        for path, operations in routes.items():
-            for method in operations:
-                answer = client.request(method, path, content=body, headers={"X-API-Key": KEY})
-                assert answer.status_code < 500, (method, path, answer.text)
+        assert_no_route_fails(client, body)
         assert_error_body(client.post("/predict", content=body, headers={"X-API-Key": KEY}), 400)
 
 
@@ -402,11 +407,7 @@ def test_invalid_utf8_is_a_client_error_on_every_route(api: Any, served: Any, bo
 def test_text_utf8_cannot_hold_never_fails_a_route(api: Any, served: Any, body: bytes) -> None:
     # Valid JSON whose strings no UTF-8 store or encoder takes as they are.
     with api(api_keys=(KEY,)) as client:
-        routes = client.get("/openapi.json").json()["paths"]
-        for path, operations in routes.items():
-            for method in operations:
-                answer = client.request(method, path, content=body, headers={"X-API-Key": KEY})
-                assert answer.status_code < 500, (method, path, answer.text)
+        assert_no_route_fails(client, body)
 
 
 def test_concurrent_reloads_share_one_registry_call_and_predictions_do_not_wait(
