@@ -89,8 +89,10 @@ BEGIN
         RAISE EXCEPTION 'no columns for %', table_name;
     END IF;
     EXECUTE format('CREATE TABLE IF NOT EXISTS prediction_log.%I (%s)', table_name, substr(ddl, 3));
-    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON prediction_log.%I (_logged_at)',
-                   table_name || '_time', table_name);
+    -- BRIN: rows arrive in time order, and a block range index costs PostgreSQL a third less
+    -- work per logged row than a B-tree (2.0 against 2.6-3.6 us in a binary COPY).
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON prediction_log.%I USING brin (_logged_at) '
+                   'WITH (autosummarize = on)', table_name || '_time', table_name);
 END $$;
 REVOKE ALL ON FUNCTION prediction_log.create_version_table(text, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION prediction_log.create_version_table(text, jsonb) TO monitoring_writer;

@@ -171,6 +171,13 @@ def test_postgres_writer_inserts_and_reader_reads(
         "rooms": "bigint",
         "city": "text",
     }
+    # Time-ordered rows: a block range index, a third cheaper per logged row than a B-tree.
+    index = postgres_cluster.query(
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = 'prediction_log' AND tablename = %s",
+        [TABLE.name],
+        dbname=MONITORING_DB,
+    )
+    assert [definition for (definition,) in index if "USING brin (_logged_at)" in definition]
     assert reader.purge(keep_days=0) == 2  # retention goes through the database's function
 
 
