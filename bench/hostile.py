@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from bench import serving
+from bench.rounds import RoundRatios
 from tools.processes import ServerProcess, environ_without, free_port, port_open, running
 
 PREDICT, INVOCATIONS = "/predict", "/invocations"
@@ -302,10 +303,9 @@ def _p99_ratio(slices: dict[str, Any], loaded: str) -> float:
     return float(slices[loaded]["p99_ms"] / slices["alone"]["p99_ms"])
 
 
-def _p99_ratios(results: dict[str, Any], loaded: str) -> str:
-    """The ``loaded`` slices' p99 over the round's alone: median (range)."""
-    ratios = [_p99_ratio(r, loaded) for r in results["rounds"]]
-    return f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}x)"
+def _p99_ratios(results: dict[str, Any], loaded: str) -> RoundRatios:
+    """The ``loaded`` slices' p99 over the round's alone."""
+    return RoundRatios.of([_p99_ratio(r, loaded) for r in results["rounds"]])
 
 
 def report(results: dict[str, Any], args: argparse.Namespace) -> str:
@@ -364,11 +364,10 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
         ),
         (
             f"valid p99 with hostile clients within {P99_UNCHANGED:g}x of alone, median of the "
-            f"rounds ({_p99_ratios(results, 'attacked')}; the sink "
-            f"{_p99_ratios(results, 'bytes_only')}; alone again "
-            f"{_p99_ratios(results, 'alone_again')})",
-            statistics.median(_p99_ratio(r, "attacked") for r in results["rounds"])
-            <= P99_UNCHANGED,
+            f"rounds ({_p99_ratios(results, 'attacked').text()}; the sink "
+            f"{_p99_ratios(results, 'bytes_only').text()}; alone again "
+            f"{_p99_ratios(results, 'alone_again').text()})",
+            _p99_ratios(results, "attacked").median <= P99_UNCHANGED,
         ),
     ]
     lines += ["", "| target | met |", "|---|---|"]

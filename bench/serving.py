@@ -61,6 +61,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from bench.rounds import RoundRatios
 from tools.processes import ServerProcess, cpu_seconds, environ_without, free_port, http_ok
 
 MODEL = "bench-serving"
@@ -582,15 +583,13 @@ def _ratio(ours: float, theirs: float, higher_is_better: bool) -> str:
 
 
 def _round_ratios(ours: dict[str, Any], theirs: dict[str, Any], field: str, higher: bool) -> str:
-    """Our slice against theirs in the same round: median and range over the rounds."""
-    ratios = sorted(
+    """Our slice against theirs in the same round, over the rounds (``bench.rounds``)."""
+    ratios = [
         (o[field] / t[field] if higher else t[field] / o[field])
         for o, t in zip(ours["slices"], theirs["slices"], strict=True)
         if o[field] and t[field]
-    )
-    if not ratios:
-        return "n/a"
-    return f"{statistics.median(ratios):.1f}x ({ratios[0]:.1f}-{ratios[-1]:.1f}x)"
+    ]
+    return RoundRatios.of(ratios).text(digits=1) if ratios else "n/a"
 
 
 def report(results: dict[str, Any], args: argparse.Namespace) -> str:
@@ -601,7 +600,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
         f"{args.mlflow_workers} worker(s); both running, measured in turns: {args.rounds} "
         f"rounds, one slice per server each; {os.cpu_count()} CPUs shared with the load "
         "generator. Latencies: median of the slices'; ratios: ours against theirs in the "
-        "same round, median (range).",
+        "same round, median (range; 90 % interval of the median, see bench.rounds).",
         "",
         "| measure | mlflow models serve | our API | ratio (better = >1) |",
         "|---|---:|---:|---:|",

@@ -1,0 +1,44 @@
+"""Ratios measured once per round (one slice against another of the same round), summarised.
+
+This machine's speed drifts by tens of percent over seconds, so a bench compares slices of the
+same round and reports the median of the rounds' ratios with its range and a 90 % interval:
+the 5th and 95th percentiles of the medians of 2,000 resamples of the rounds (bootstrap).
+An effect is shown when that interval excludes what two identical slices differ by.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+RESAMPLES = 2_000
+
+
+@dataclass(frozen=True)
+class RoundRatios:
+    median: float
+    low: float  # the range
+    high: float
+    interval: tuple[float, float]  # the median's 90 % bootstrap interval
+
+    @classmethod
+    def of(cls, ratios: Sequence[float]) -> RoundRatios:
+        values = np.asarray(ratios, dtype=float)
+        resampled = np.random.default_rng(0).choice(values, size=(RESAMPLES, values.size))
+        medians = np.median(resampled, axis=1)
+        return cls(
+            float(np.median(values)),
+            float(values.min()),
+            float(values.max()),
+            (float(np.percentile(medians, 5)), float(np.percentile(medians, 95))),
+        )
+
+    def text(self, digits: int = 2) -> str:
+        """``median (low-high; 90 % a-b)``."""
+        f = f"{{:.{digits}f}}"
+        return (
+            f"{f.format(self.median)}x ({f.format(self.low)}-{f.format(self.high)}x; 90 % "
+            f"{f.format(self.interval[0])}-{f.format(self.interval[1])}x)"
+        )
