@@ -6,9 +6,9 @@ format; ``/invocations``: MLflow's scoring protocol), count what the
 model cannot use as sent, build the feature matrix, run the booster, write the answer with
 orjson. ``/invocations`` answers and errors are shaped as ``mlflow models serve`` shapes them.
 FastAPI's routing, dependency solving and middleware stack would cost more than all of that
-for one row, so ``HotPathMiddleware``, the outermost middleware, hands these two routes
-straight to ``PredictionService`` (their FastAPI routes remain for the OpenAPI document and
-for every other method).
+for one row, so ``HotPathMiddleware``, which wraps the FastAPI app (outside FastAPI's own
+middleware too), hands these two routes straight to ``PredictionService`` (their FastAPI
+routes remain for the OpenAPI document and for every other method).
 
 Small requests stay on the event loop and share booster calls (``coalescer``); bodies over
 INLINE_BODY_BYTES (big batches) are decoded and predicted in the thread pool so they do not
@@ -257,7 +257,7 @@ class PredictionService:
 
 class HotPathMiddleware:
     """Answers ``POST /predict`` and ``POST /invocations`` with ``service``; passes everything
-    else (other routes and methods, lifespan) on to ``app``."""
+    else (other routes and methods, lifespan) on to ``app``, the FastAPI app it wraps."""
 
     def __init__(self, app: ASGIApp, service: PredictionService) -> None:
         self.app = app

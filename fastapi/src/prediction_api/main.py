@@ -1,9 +1,10 @@
-"""The FastAPI application: ``create_app()`` is the factory uvicorn runs.
+"""The application: ``create_app()`` is the factory uvicorn runs.
 
 Settings from the environment, a lifespan that starts and stops the registry follower and the
-prediction log (and stops the decoder process), the routers, the middleware (``HotPathMiddleware``
-outermost: it answers the prediction routes before anything else runs), and one error body
-for everything the service refuses.
+prediction log (and stops the decoder process), the routers, the middleware, and one error body
+for everything the service refuses. ``HotPathMiddleware`` wraps the FastAPI app: it answers the
+prediction routes before anything else runs, FastAPI's own layers included (its error,
+telemetry and body-limit middleware cost 6 us a request, 1 us outside them).
 """
 
 from __future__ import annotations
@@ -44,9 +45,12 @@ def _version() -> str:
         return "0"
 
 
-def create_app(settings: ApiSettings | None = None, manager: ModelManager | None = None) -> FastAPI:
-    """The service for ``settings`` (default: from the environment). ``manager`` may be given
-    to serve from something other than the MLflow registry (tests)."""
+def create_app(
+    settings: ApiSettings | None = None, manager: ModelManager | None = None
+) -> HotPathMiddleware:
+    """The service for ``settings`` (default: from the environment): the FastAPI app (``.app``)
+    behind the hot routes' service (``.service``). ``manager`` may be given to serve from
+    something other than the MLflow registry (tests)."""
     settings = settings or load_settings()
     return_large_buffers()
     metrics = manager.metrics if manager is not None else Metrics()
@@ -89,8 +93,7 @@ def create_app(settings: ApiSettings | None = None, manager: ModelManager | None
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)
-    app.add_middleware(HotPathMiddleware, service=service)  # added last: outermost
-    return app
+    return HotPathMiddleware(app, service)
 
 
 async def api_error(_: Request, error: Exception) -> Response:

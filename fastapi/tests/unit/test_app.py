@@ -616,7 +616,7 @@ def test_a_slow_large_upload_holds_up_no_other_request(api: Any, served: Any) ->
         return [status for status, *_ in (*others, await stalled)]
 
     with api() as client:
-        statuses = client.portal.call(scenario, client.app.state.service)
+        statuses = client.portal.call(scenario, client.app.service)
     assert statuses == [200, 200, 200]
 
 
@@ -671,7 +671,7 @@ def test_large_bodies_yield_to_other_requests_in_flight(
         return [alone[0], beside[0], small, after[0]], [alone[1], beside[1], after[1]]
 
     with api(large_body_mib_per_second=rate / 1024 / 1024) as client:
-        statuses, (alone, beside, after) = client.portal.call(scenario, client.app.state.service)
+        statuses, (alone, beside, after) = client.portal.call(scenario, client.app.service)
     paced = (len(large) - read_unpaced) / rate
     assert statuses == [200, 200, 200, 200]
     assert beside >= 0.9 * paced, f"read in {beside:.3f} s beside a request, {paced:.3f} s due"
@@ -719,7 +719,7 @@ def test_a_large_body_is_never_held_whole_in_the_serving_process(api: Any, serve
         return declared, streamed, await post(service, valid, declared=False)
 
     with api() as client:
-        declared, streamed, valid_status = client.portal.call(scenario, client.app.state.service)
+        declared, streamed, valid_status = client.portal.call(scenario, client.app.service)
     assert (declared[0], streamed[0], valid_status) == (422, 422, 200)
     size = len(hostile)
     assert declared[1] < size // 8, f"{declared[1]} bytes at the peak for a {size}-byte body"
