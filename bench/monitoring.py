@@ -6,7 +6,7 @@ with the log off (the control) measures that noise: its ratio to the first is wh
 identical servers differ by on this machine, the floor any ratio of the log must be read
 against.
 
-    python -m bench.monitoring [--rounds 3] [--seconds 4] [--store sqlite|postgres]
+    python -m bench.monitoring [--rounds 24] [--seconds 3] [--store sqlite|postgres]
 
 ``--store``: the embedded default's SQLite file, or the stack's PostgreSQL (a real cluster
 initialised by ``postgres/initdb``, on this machine, written by the ``monitoring_writer``
@@ -171,8 +171,8 @@ def report(results: dict[str, dict[str, list[float]]], logged: dict[str, Any]) -
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3, help="alternating slices per server")
-    parser.add_argument("--seconds", type=float, default=4.0, help="seconds per slice")
+    parser.add_argument("--rounds", type=int, default=24, help="alternating slices per server")
+    parser.add_argument("--seconds", type=float, default=3.0, help="seconds per slice")
     parser.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
     args = parser.parse_args()
     results, logged = measure(args)
