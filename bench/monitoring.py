@@ -140,11 +140,16 @@ def report(results: dict[str, dict[str, list[float]]], logged: dict[str, Any]) -
         "| control / off, per round |",
         "|---|---:|---:|---:|---:|---:|",
     ]
+    ratios = {
+        (arm, key): _ratios(results, arm, key)
+        for arm in ("log on", "control")
+        for key, _ in MEASURES
+    }
     for key, label in MEASURES:
         medians = " | ".join(f"{statistics.median(results[arm][key]):.3f}" for arm in ARMS)
         lines.append(
-            f"| {label} | {medians} | {_ratios(results, 'log on', key).text()} "
-            f"| {_ratios(results, 'control', key).text()} |"
+            f"| {label} | {medians} | {ratios['log on', key].text()} "
+            f"| {ratios['control', key].text()} |"
         )
     lines.append("")
     lines.append(
@@ -155,9 +160,9 @@ def report(results: dict[str, dict[str, list[float]]], logged: dict[str, Any]) -
     )
     lines += ["", "| target | met |", "|---|---|"]
     for concurrency in ("1", "16"):
-        p50 = _ratios(results, "log on", f"c{concurrency}_p50")
-        p99 = _ratios(results, "log on", f"c{concurrency}_p99")
-        control = _ratios(results, "control", f"c{concurrency}_p99")
+        p50 = ratios["log on", f"c{concurrency}_p50"]
+        p99 = ratios["log on", f"c{concurrency}_p99"]
+        control = ratios["control", f"c{concurrency}_p99"]
         checks = (
             (f"c={concurrency}: logging costs <= 5 % of p50 (median)", p50.median <= P50_COST),
             (
