@@ -312,7 +312,8 @@ def child_inprocess(work: Path, version: str, rows: int, seconds: float) -> dict
     from ml_model.engine.parity import relative_difference
     from ml_model.model_io import load_pipeline
     from ml_model.tracking import connect
-    from prediction_api.hot import INVOCATIONS, PREDICT, answer
+    from prediction_api.answers import INVOCATIONS, answer
+    from prediction_api.decoder_process import PREDICT
     from prediction_api.registry import Registry, Target
     from prediction_api.settings import ApiSettings
 
@@ -360,7 +361,8 @@ def child_limits(work: Path, version: str, rows: int) -> None:
     import pandas as pd
 
     from ml_model.tracking import connect
-    from prediction_api.hot import PREDICT, answer
+    from prediction_api.answers import answer
+    from prediction_api.decoder_process import PREDICT
     from prediction_api.registry import Registry, Target
     from prediction_api.settings import ApiSettings
 

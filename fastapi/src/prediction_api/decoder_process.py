@@ -43,8 +43,8 @@ from starlette.concurrency import run_in_threadpool
 
 from prediction_api.errors import ApiError
 from prediction_api.features import Feature
-from prediction_api.http import return_large_buffers
 from prediction_api.inputs import Converted, Decoders
+from prediction_api.runtime import return_large_buffers
 
 PREDICT = "/predict"
 PROCESS_BODY_BYTES = 1024 * 1024

@@ -1,10 +1,8 @@
 """The hot path: ``POST /predict`` and ``POST /invocations`` as plain ASGI.
 
 Per request: check the API key, take the current model reference once, read the body (size
-limited), decode and validate it with the model's ``inputs`` (``/predict``: the service's own
-format; ``/invocations``: MLflow's scoring protocol), count what the
-model cannot use as sent, build the feature matrix, run the booster, write the answer with
-orjson. ``/invocations`` answers and errors are shaped as ``mlflow models serve`` shapes them.
+limited), decode, predict and write the answer (``answers``), count what the model cannot use
+as sent. ``/invocations`` errors are shaped as ``mlflow models serve`` shapes them.
 FastAPI's routing, dependency solving and middleware stack would cost more than all of that
 for one row, so ``HotPathMiddleware``, which wraps the FastAPI app (outside FastAPI's own
 middleware too), hands these two routes straight to ``PredictionService`` (their FastAPI
@@ -24,16 +22,14 @@ import logging
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any
 
-import numpy as np
-import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ml_model.engine import Columns, Prediction
+from prediction_api.answers import INVOCATIONS, JSON_TYPE, answer, predicted, render
 from prediction_api.coalescer import Coalescer
 from prediction_api.decoder_process import (
     PREDICT,
@@ -51,7 +47,6 @@ from prediction_api.http import (
     header,
     read_until,
 )
-from prediction_api.inputs import Converted
 from prediction_api.manager import ModelManager
 from prediction_api.metrics import Metrics
 from prediction_api.model import LoadedModel
@@ -59,44 +54,9 @@ from prediction_api.monitoring import REQUEST_ID_HEADER, Monitoring, request_id
 
 logger = logging.getLogger("prediction_api")
 
-INVOCATIONS = "/invocations"
 HOT_PATHS = frozenset({PREDICT, INVOCATIONS})
 INLINE_BODY_BYTES = 32 * 1024
-_JSON = (b"content-type", b"application/json")
-JSON_TYPE = b"application/json"
-_NUMPY = orjson.OPT_SERIALIZE_NUMPY
-
-
-def _render(model: LoadedModel, route: str, prediction: Prediction) -> bytes:
-    if route == INVOCATIONS:  # MLflow's scoring-server answer: the float32 values as doubles
-        values = prediction.values
-        if isinstance(values, np.ndarray) and values.dtype == np.float32:
-            values = values.astype(np.float64)
-        return orjson.dumps({"predictions": values}, option=_NUMPY)
-    payload: dict[str, Any] = {
-        "model": model.name,
-        "version": model.version,
-        "run_id": model.run_id,
-        "predictions": prediction.values,
-    }
-    if prediction.probabilities is not None:
-        payload["probabilities"] = prediction.probabilities
-        payload["classes"] = model.compiled.classes
-    return orjson.dumps(payload, option=_NUMPY)
-
-
-def _predicted(model: LoadedModel, route: str, converted: Converted) -> tuple[bytes, Prediction]:
-    prediction = model.predict(converted.columns)
-    return _render(model, route, prediction), prediction
-
-
-def answer(
-    model: LoadedModel, route: str, body: bytes, content_type: bytes | None = JSON_TYPE
-) -> tuple[bytes, Converted, Prediction]:
-    """Body → answer in one go, in this thread (the thread pool, in-process benchmarks)."""
-    converted = decode(model.inputs, route, body, content_type)
-    content, prediction = _predicted(model, route, converted)
-    return content, converted, prediction
+_JSON = (b"content-type", JSON_TYPE)
 
 
 @dataclass(frozen=True)
@@ -158,7 +118,7 @@ class PredictionService:
                 converted = await self.decoder.decode(
                     model.inputs, route, spooled.name, content_type
                 )
-                content, prediction = await run_in_threadpool(_predicted, model, route, converted)
+                content, prediction = await run_in_threadpool(predicted, model, route, converted)
         elif len(body) > INLINE_BODY_BYTES:
             content, converted, prediction = await run_in_threadpool(
                 answer, model, route, body, content_type
@@ -167,7 +127,7 @@ class PredictionService:
             converted = decode(model.inputs, route, body, content_type)
             raw = await self.coalescer.predict(model.compiled, converted.columns)
             prediction = model.compiled.finish(raw)
-            content = _render(model, route, prediction)
+            content = render(model, route, prediction)
         self.metrics.input_values(converted.coerced, "coerced")
         self.metrics.input_values(model.inputs.unseen(converted.columns), "unseen_category")
         return Answered(content, model, converted.columns, prediction)

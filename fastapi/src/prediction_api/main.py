@@ -20,12 +20,13 @@ from starlette.responses import Response
 
 from prediction_api.errors import ApiError, error_response, problem
 from prediction_api.hot import HotPathMiddleware, PredictionService
-from prediction_api.http import ApiKeys, return_large_buffers
+from prediction_api.http import ApiKeys
 from prediction_api.manager import ModelManager
 from prediction_api.metrics import Metrics, MetricsMiddleware
 from prediction_api.monitoring import Monitoring, RequestIdMiddleware
 from prediction_api.openapi import openapi_builder
 from prediction_api.routes import admin, feedback, ops, predict
+from prediction_api.runtime import return_large_buffers
 from prediction_api.settings import ApiSettings, load_settings
 
 logger = logging.getLogger("prediction_api")

@@ -14,7 +14,6 @@ Registry errors are stored and logged with credentials removed from any URI in t
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 import time
@@ -29,6 +28,7 @@ from ml_model.links import redacted
 from prediction_api.metrics import Metrics
 from prediction_api.model import LoadedModel
 from prediction_api.registry import Registry, Target, TransientError, preload_libraries
+from prediction_api.runtime import freeze_heap
 from prediction_api.settings import ApiSettings
 
 logger = logging.getLogger("prediction_api")
@@ -61,17 +61,6 @@ class RegistryState:
     alias_version: str | None = None
     error: str | None = None
     refused: dict[str, str] = field(default_factory=dict)  # version → reason
-
-
-def freeze_heap() -> None:
-    """Collect garbage, then move every object alive now out of the garbage collector's sight
-    (``gc.freeze``). The libraries and a loaded model are some 350,000 long-lived objects:
-    left tracked, every full collection walks them all, about 0.25 s with the GIL held, which
-    stalls every request in flight (the p99 under load). Reference counting still frees a
-    frozen object once nothing refers to it, so a replaced model is released as before (it
-    holds no reference cycles)."""
-    gc.collect()
-    gc.freeze()
 
 
 # --- the manager --------------------------------------------------------------------------

@@ -21,19 +21,21 @@ import numpy as np
 import pytest
 
 from ml_model.config import Task
+from prediction_api.answers import INVOCATIONS, JSON_TYPE, answer
 from prediction_api.coalescer import Coalescer
 from prediction_api.decoder_process import (
     DECODER_NICENESS,
+    PREDICT,
     PROCESS_BODY_BYTES,
     DecoderProcess,
     body_file,
     decode,
 )
 from prediction_api.errors import MAX_PROBLEMS, ApiError
-from prediction_api.hot import INLINE_BODY_BYTES, INVOCATIONS, JSON_TYPE, PREDICT, answer
-from prediction_api.http import return_large_buffers
+from prediction_api.hot import INLINE_BODY_BYTES
 from prediction_api.model import SmokeTestError
 from prediction_api.routes import admin
+from prediction_api.runtime import return_large_buffers
 from tools.processes import wait_until
 
 KEY = "k" * 24
