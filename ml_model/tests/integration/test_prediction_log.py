@@ -295,27 +295,27 @@ def test_values_come_back_exactly_as_logged(
         reader = PredictionStore(url)
     written = Counter()
     log = PredictionLog(url, interval=0.05, on_written=written)
-    before = dt.datetime.now(dt.UTC)
+    logged_at = dt.datetime.now(dt.UTC).replace(microsecond=654321)
     log.submit(
         Answered(
             table=TABLE,
             request_id="req-exact",
             route="/predict",
-            latency_ms=1.5,
+            latency_ms=1.0 / 3,
             schema=SCHEMA,
             columns=Columns(7, np.column_stack([ages, rooms]), (tuple(cities),)),
             predictions=predictions,
+            logged_at=logged_at.timestamp(),
         )
     )
     log.close()
     assert written.rows == 7
-    frame = reader.window(TABLE, before - dt.timedelta(minutes=5))
+    frame = reader.window(TABLE, logged_at - dt.timedelta(minutes=5))
     frame = frame.sort_values("rooms")
     assert frame["rooms"].tolist() == [1, 2, 3, 4, 5, 6, 7]
     assert [None if pd.isna(c) else c for c in frame["city"]] == [*cities[:-1], "lone \\ud800"]
-    logged_at = pd.to_datetime(frame["_logged_at"], utc=True)
-    assert (logged_at >= before - dt.timedelta(seconds=1)).all()
-    assert (logged_at <= dt.datetime.now(dt.UTC)).all()
+    assert (pd.to_datetime(frame["_logged_at"], utc=True) == logged_at).all()
+    assert frame["_latency_ms"].tolist() == [1.0 / 3] * 7
     np.testing.assert_array_equal(frame["age"].to_numpy(dtype=float), ages)
     np.testing.assert_array_equal(frame["_prediction"].to_numpy(dtype=float), predictions)
     assert frame["_route"].tolist() == ["/predict"] * 7
@@ -329,7 +329,12 @@ def test_values_postgres_cannot_take_as_sent_do_not_cost_the_batch(
     # requests out of the log. Stored as the nearest bigint and as the NUL's escape instead.
     written = Counter()
     log = PredictionLog(postgres_url, interval=0.05, on_written=written)
-    for request, rooms, city in (("req-odd", 1e30, "a\x00b"), ("req-usual", 3.0, "lyon")):
+    for request, rooms, city in (
+        ("req-odd", 1e30, "a\x00b"),
+        ("req-negative", -1e30, "lyon"),
+        ("req-missing", np.nan, "lyon"),  # a NULL after a value in the same row
+        ("req-usual", 3.0, "lyon"),
+    ):
         log.submit(
             Answered(
                 table=TABLE,
@@ -342,11 +347,22 @@ def test_values_postgres_cannot_take_as_sent_do_not_cost_the_batch(
             )
         )
     log.close()
-    assert written.rows == 2
-    reader = PredictionStore(reader_url(postgres_cluster))
-    frame = reader.window(TABLE, dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))
-    logged = {r["_request_id"]: (r["rooms"], r["city"]) for r in frame.to_dict("records")}
-    assert logged == {"req-odd": (2**63 - 1, "a\\x00b"), "req-usual": (3, "lyon")}
+    assert written.rows == 4
+    connection = postgres_cluster.connect(
+        MONITORING_DB, MONITORING_READER, postgres_cluster.monitoring_reader_password
+    )
+    try:  # exactly as stored (a DataFrame holds a column with NULLs as floats)
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT _request_id, rooms, age, city FROM prediction_log.{TABLE.name}")
+            logged = {row[0]: row[1:] for row in cursor.fetchall()}
+    finally:
+        connection.close()
+    assert logged == {
+        "req-odd": (2**63 - 1, 40.0, "a\\x00b"),
+        "req-negative": (-(2**63), 40.0, "lyon"),
+        "req-missing": (None, 40.0, "lyon"),
+        "req-usual": (3, 40.0, "lyon"),
+    }
 
 
 def test_boolean_features_come_back_as_logged(

@@ -14,7 +14,6 @@ unreachable. A writer process that dies is started again. Nothing here raises in
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import gc
 import io
 import json
@@ -35,7 +34,12 @@ import numpy as np
 import pandas as pd
 
 from ml_model.engine.model import Columns
-from ml_model.monitoring.store import BASE_COLUMNS, PredictionStore, StoreError, VersionTable
+from ml_model.monitoring.store import (
+    LogColumns,
+    PredictionStore,
+    StoreError,
+    VersionTable,
+)
 from ml_model.preprocessing import FeatureSchema
 
 logger = logging.getLogger("ml_model.monitoring")
@@ -85,11 +89,16 @@ class Answered:
         )
 
 
-def columns_of(schema: FeatureSchema, queued: Iterable[tuple[Any, ...]]) -> dict[str, list[Any]]:
-    """The table's columns (name → one value per row) for queued requests of one model
-    version: missing values become NULL, probabilities JSON text. The features are converted
-    once for all the requests."""
-    columns: dict[str, list[Any]] = {name: [] for name in (*BASE_COLUMNS, *schema.categorical)}
+def columns_of(schema: FeatureSchema, queued: Iterable[tuple[Any, ...]]) -> LogColumns:
+    """The table's columns (``LogColumns``) for queued requests of one model version: times,
+    latencies and numeric features as float64 arrays, missing categories None, probabilities
+    JSON text."""
+    columns: dict[str, list[Any]] = {
+        name: [] for name in ("_request_id", "_route", "_prediction", "_probabilities")
+    }
+    columns.update({name: [] for name in schema.categorical})
+    times: list[float] = []
+    latencies: list[float] = []
     numeric_bytes = []
     for (
         _,
@@ -103,10 +112,10 @@ def columns_of(schema: FeatureSchema, queued: Iterable[tuple[Any, ...]]) -> dict
         probabilities,
     ) in queued:
         rows = len(predictions)
-        columns["_logged_at"] += [dt.datetime.fromtimestamp(logged_at, dt.UTC)] * rows
+        times += [logged_at] * rows
         columns["_request_id"] += [request] * rows
         columns["_route"] += [route] * rows
-        columns["_latency_ms"] += [latency] * rows
+        latencies += [latency] * rows
         columns["_prediction"] += predictions
         columns["_probabilities"] += (
             [None] * rows if probabilities is None else list(map(json.dumps, probabilities))
@@ -121,11 +130,12 @@ def columns_of(schema: FeatureSchema, queued: Iterable[tuple[Any, ...]]) -> dict
     matrix = np.frombuffer(b"".join(numeric_bytes), dtype=np.float64).reshape(
         len(columns["_prediction"]), len(schema.numeric)
     )
-    numbers = matrix.astype(object)  # Python floats
-    numbers[np.isnan(matrix)] = None
-    for name, column in zip(schema.numeric, numbers.T, strict=True):
-        columns[name] = column.tolist()
-    return columns
+    return {
+        **columns,
+        "_logged_at": np.array(times),
+        "_latency_ms": np.array(latencies),
+        **dict(zip(schema.numeric, matrix.T, strict=True)),
+    }
 
 
 def unpickled(payload: bytes) -> Iterator[tuple[Any, ...]]:

@@ -26,10 +26,15 @@ from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
 SCHEMA = "prediction_log"
+# Rows given column by column: name → one value per row; the numeric features, the latency
+# and the time (Unix seconds) as float64 arrays (NaN = missing), every other column as a
+# sequence (None = missing).
+LogColumns = Mapping[str, Sequence[Any] | np.ndarray]
 BASE_COLUMNS = (
     "_logged_at",
     "_request_id",
@@ -77,44 +82,81 @@ def _write_ahead_log(connection: Any, _: Any) -> None:
 # COPY's binary format: a header, then per row the number of fields and each field's length
 # (-1: NULL) and bytes, then a trailer. Numbers and times go as the server keeps them (no text
 # to format here and parse there): a batch of one-row requests took 2 us a row to encode instead
-# of 7.5 us as text, mostly spent formatting floats.
+# of 7.5 us as text, mostly spent formatting floats; the numeric columns of all the rows are
+# encoded as one array (``_number_fields``).
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)  # no flags, no extension
 _COPY_TRAILER = struct.pack(">h", -1)
 _NULL = struct.pack(">i", -1)
 _DOUBLE = struct.Struct(">id").pack  # length 8, then the value
-_BIGINT = struct.Struct(">iq").pack
-_BOOLEAN = {True: struct.pack(">i?", 1, True), False: struct.pack(">i?", 1, False)}
 _LENGTH = struct.Struct(">i").pack
 _BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
-_POSTGRES_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)  # timestamps: microseconds since
-_MICROSECOND = dt.timedelta(microseconds=1)
+_LARGEST_FLOAT_BELOW_2_63 = 2.0**63 - 1024
+_POSTGRES_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC).timestamp()  # times count from it
 
 
 def _copy_fields(values: Sequence[Any], kind: sa.types.TypeEngine[Any]) -> list[bytes]:
-    """``values`` of a column of type ``kind`` as COPY binary fields."""
-    if isinstance(kind, sa.DateTime):
-        return [
-            _NULL if value is None else _BIGINT(8, (value - _POSTGRES_EPOCH) // _MICROSECOND)
-            for value in values
-        ]
-    if isinstance(kind, sa.Boolean):
-        return [_NULL if value is None else _BOOLEAN[bool(value)] for value in values]
-    if isinstance(kind, sa.Integer):
-        return [_NULL if value is None else _bigint(value) for value in values]
+    """``values`` of a column of type ``kind`` (a number or text) as COPY binary fields."""
     if isinstance(kind, sa.Float):
         return [_NULL if value is None else _DOUBLE(8, value) for value in values]
     return [_NULL if value is None else _text_field(_utf8(value)) for value in values]
 
 
+def _number_fields(matrix: np.ndarray, kinds: Sequence[sa.types.TypeEngine[Any]]) -> list[bytes]:
+    """Each row of ``matrix`` (rows by numeric columns of types ``kinds``, see ``LogColumns``)
+    as its COPY binary fields, one piece per row: encoded as one array (a structured dtype laid
+    out as the fields are), not value by value. In a row holding a NULL (NaN), whose field is
+    shorter, the NULL's field replaces its place."""
+    layout: list[tuple[str, str]] = []
+    for column, kind in enumerate(kinds):
+        layout += [(f"length{column}", ">i4"), (f"value{column}", _binary_type(kind))]
+    block = np.empty(len(matrix), dtype=layout)
+    present = np.nan_to_num(matrix)  # the NULLs' places are replaced below
+    for column, kind in enumerate(kinds):
+        block[f"length{column}"] = block.dtype[f"value{column}"].itemsize
+        block[f"value{column}"] = _binary_values(present[:, column], kind)
+    encoded, size = block.tobytes(), block.itemsize
+    fields = [encoded[start : start + size] for start in range(0, len(encoded), size)]
+    places: list[tuple[int, int]] = []  # each field's start and end in a row's piece
+    for column in range(len(kinds)):
+        start = places[-1][1] if places else 0
+        places.append((start, start + 4 + block.dtype[f"value{column}"].itemsize))
+    missing = np.isnan(matrix)
+    for row in np.flatnonzero(missing.any(axis=1)).tolist():
+        whole = fields[row]
+        fields[row] = b"".join(
+            _NULL if missing[row, column] else whole[start:end]
+            for column, (start, end) in enumerate(places)
+        )
+    return fields
+
+
+def _binary_type(kind: sa.types.TypeEngine[Any]) -> str:
+    if isinstance(kind, sa.Boolean):
+        return "?"
+    return ">i8" if isinstance(kind, sa.Integer | sa.DateTime) else ">f8"
+
+
+def _binary_values(values: np.ndarray, kind: sa.types.TypeEngine[Any]) -> np.ndarray:
+    """A numeric column's values as its binary fields hold them: times as microseconds since
+    PostgreSQL's epoch; integers (the engine's numbers are floats) rounded, and beyond 64 bits
+    (a "long" feature sent 1e30, which the API takes as a number) the nearest bigint: the
+    server refused it, failing every row of its batch."""
+    if isinstance(kind, sa.Boolean):
+        flags: np.ndarray = np.not_equal(values, 0)
+        return flags
+    if isinstance(kind, sa.DateTime):
+        microseconds: np.ndarray = np.rint((values - _POSTGRES_EPOCH) * 1e6)
+        return microseconds.astype(np.int64)
+    if not isinstance(kind, sa.Integer):
+        return values
+    rounded: np.ndarray = np.rint(values)
+    integers: np.ndarray = np.clip(rounded, _BIGINT_MIN, _LARGEST_FLOAT_BELOW_2_63).astype(np.int64)
+    integers[rounded >= 2.0**63] = _BIGINT_MAX
+    return integers
+
+
 def _text_field(encoded: bytes) -> bytes:
     return _LENGTH(len(encoded)) + encoded
-
-
-def _bigint(value: float) -> bytes:
-    """An integer feature's value (the engine's numbers are floats), rounded; beyond 64 bits
-    (a "long" feature sent 1e30, which the API takes as a number), the nearest bigint: the
-    server refused it, failing every row of its batch."""
-    return _BIGINT(8, min(max(round(value), _BIGINT_MIN), _BIGINT_MAX))
 
 
 def _utf8(value: Any) -> bytes:
@@ -122,6 +164,15 @@ def _utf8(value: Any) -> bytes:
     lone surrogate, which UTF-8 cannot (both accepted by the API: JSON's ``"\\u0000"`` and
     ``"\\ud800"``), are kept as their escapes: either made the whole batch fail."""
     return str(value).replace("\x00", "\\x00").encode("utf-8", "backslashreplace")
+
+
+def _python_values(values: np.ndarray, kind: sa.types.TypeEngine[Any]) -> list[Any]:
+    """A numeric column's values as Python objects: times as datetimes, None where missing."""
+    if isinstance(kind, sa.DateTime):
+        return [dt.datetime.fromtimestamp(value, dt.UTC) for value in values.tolist()]
+    numbers = values.astype(object)
+    numbers[np.isnan(values)] = None
+    return numbers.tolist()  # type: ignore[no-any-return]
 
 
 class StoreError(RuntimeError):
@@ -232,9 +283,9 @@ class PredictionStore:
 
         self._run(f"cannot create the prediction table {spec.name}", create)
 
-    def insert(self, spec: VersionTable, columns: Mapping[str, Sequence[Any]]) -> None:
-        """Append rows given column by column (name → values, one per row) to ``spec``'s
-        table (``prepare`` it first)."""
+    def insert(self, spec: VersionTable, columns: LogColumns) -> None:
+        """Append rows given column by column (``LogColumns``) to ``spec``'s table
+        (``prepare`` it first)."""
         table = self._table(spec)
         write = self._copy if self.postgres else self._execute_many
         self._run(
@@ -242,7 +293,7 @@ class PredictionStore:
         )
 
     def _execute_many(
-        self, connection: sa.Connection, table: sa.Table, columns: Mapping[str, Sequence[Any]]
+        self, connection: sa.Connection, table: sa.Table, columns: LogColumns
     ) -> None:
         """SQLite: the column types' conversions (timestamps to text) run once per distinct
         value, and the rows go to the driver as tuples: binding each row's parameters through
@@ -250,8 +301,10 @@ class PredictionStore:
         dialect = self.engine.dialect
         statement = table.insert().compile(dialect=dialect, column_keys=list(columns))
         values: dict[str, Sequence[Any]] = {}
-        for name, column in columns.items():
-            convert = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        for name, given in columns.items():
+            kind = table.c[name].type
+            column = _python_values(given, kind) if isinstance(given, np.ndarray) else given
+            convert = kind.dialect_impl(dialect).bind_processor(dialect)
             if isinstance(table.c[name].type, sa.Text):
                 values[name] = [
                     None if value is None else _utf8(value).decode() for value in column
@@ -264,16 +317,20 @@ class PredictionStore:
         rows = list(zip(*(values[name] for name in statement.positiontup or ()), strict=True))
         connection.exec_driver_sql(statement.string, rows)
 
-    def _copy(
-        self, connection: sa.Connection, table: sa.Table, columns: Mapping[str, Sequence[Any]]
-    ) -> None:
+    def _copy(self, connection: sa.Connection, table: sa.Table, columns: LogColumns) -> None:
         """PostgreSQL: the rows in one binary ``COPY``, five times less work than the batched
-        ``INSERT`` SQLAlchemy sends through psycopg2 even as text."""
-        preparer = self.engine.dialect.identifier_preparer
-        names = ", ".join(preparer.quote(name) for name in columns)
-        fields = [_copy_fields(column, table.c[name].type) for name, column in columns.items()]
-        per_row = repeat(struct.pack(">h", len(fields)), len(fields[0]))  # the field count
+        ``INSERT`` SQLAlchemy sends through psycopg2 even as text. The numeric features come
+        first, each row's as one piece (``_number_fields``)."""
+        numbers = [name for name, column in columns.items() if isinstance(column, np.ndarray)]
+        others = {n: c for n, c in columns.items() if not isinstance(c, np.ndarray)}
+        fields = [_copy_fields(column, table.c[name].type) for name, column in others.items()]
+        if numbers:
+            matrix = np.column_stack([columns[name] for name in numbers])
+            fields.insert(0, _number_fields(matrix, [table.c[name].type for name in numbers]))
+        per_row = repeat(struct.pack(">h", len(columns)), len(fields[0]))  # the field count
         rows = b"".join(chain.from_iterable(zip(per_row, *fields, strict=True)))
+        preparer = self.engine.dialect.identifier_preparer
+        names = ", ".join(preparer.quote(name) for name in [*numbers, *others])
         cursor = connection.connection.cursor()
         try:
             cursor.copy_expert(
