@@ -284,7 +284,7 @@ def test_values_come_back_exactly_as_logged(
     # its escape. It made the whole batch fail (the writer process died on it, every row of
     # the batch dropped).
     cities = ["tab\there", "line\nbreak\r", "back\\slash", "\\N", "", None, "lone \ud800"]
-    ages = [0.1 + 0.2, 1e-300, -2.5, np.nan, 123456.789, 2.0**0.5, 7.0]
+    ages = [0.1 + 0.2, 1e-300, -2.5, np.nan, 123456.789, 2.0**0.5, np.inf]
     rooms = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]
     predictions = np.array([0.1, 0.2, 1 / 3, 2.0, -7.25, 1e10, 7.0])
     if kind == "postgres":

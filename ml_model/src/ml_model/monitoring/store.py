@@ -110,7 +110,8 @@ def _number_fields(matrix: np.ndarray, kinds: Sequence[sa.types.TypeEngine[Any]]
     for column, kind in enumerate(kinds):
         layout += [(f"length{column}", ">i4"), (f"value{column}", _binary_type(kind))]
     block = np.empty(len(matrix), dtype=layout)
-    present = np.nan_to_num(matrix)  # the NULLs' places are replaced below
+    missing = np.isnan(matrix)
+    present = np.where(missing, 0.0, matrix)  # the NULLs' places are replaced below
     for column, kind in enumerate(kinds):
         block[f"length{column}"] = block.dtype[f"value{column}"].itemsize
         block[f"value{column}"] = _binary_values(present[:, column], kind)
@@ -120,7 +121,6 @@ def _number_fields(matrix: np.ndarray, kinds: Sequence[sa.types.TypeEngine[Any]]
     for column in range(len(kinds)):
         start = places[-1][1] if places else 0
         places.append((start, start + 4 + block.dtype[f"value{column}"].itemsize))
-    missing = np.isnan(matrix)
     for row in np.flatnonzero(missing.any(axis=1)).tolist():
         whole = fields[row]
         fields[row] = b"".join(
@@ -305,7 +305,7 @@ class PredictionStore:
             kind = table.c[name].type
             column = _python_values(given, kind) if isinstance(given, np.ndarray) else given
             convert = kind.dialect_impl(dialect).bind_processor(dialect)
-            if isinstance(table.c[name].type, sa.Text):
+            if isinstance(kind, sa.Text):
                 values[name] = [
                     None if value is None else _utf8(value).decode() for value in column
                 ]
@@ -319,8 +319,8 @@ class PredictionStore:
 
     def _copy(self, connection: sa.Connection, table: sa.Table, columns: LogColumns) -> None:
         """PostgreSQL: the rows in one binary ``COPY``, five times less work than the batched
-        ``INSERT`` SQLAlchemy sends through psycopg2 even as text. The numeric features come
-        first, each row's as one piece (``_number_fields``)."""
+        ``INSERT`` SQLAlchemy sends through psycopg2 even as text. The array columns (times,
+        latencies, numeric features) come first, each row's as one piece (``_number_fields``)."""
         numbers = [name for name, column in columns.items() if isinstance(column, np.ndarray)]
         others = {n: c for n, c in columns.items() if not isinstance(c, np.ndarray)}
         fields = [_copy_fields(column, table.c[name].type) for name, column in others.items()]
