@@ -106,21 +106,23 @@ def _number_fields(matrix: np.ndarray, kinds: Sequence[sa.types.TypeEngine[Any]]
     as its COPY binary fields, one piece per row: encoded as one array (a structured dtype laid
     out as the fields are), not value by value. In a row holding a NULL (NaN), whose field is
     shorter, the NULL's field replaces its place."""
-    layout: list[tuple[str, str]] = []
-    for column, kind in enumerate(kinds):
-        layout += [(f"length{column}", ">i4"), (f"value{column}", _binary_type(kind))]
-    block = np.empty(len(matrix), dtype=layout)
     missing = np.isnan(matrix)
     present = np.where(missing, 0.0, matrix)  # the NULLs' places are replaced below
-    for column, kind in enumerate(kinds):
-        block[f"length{column}"] = block.dtype[f"value{column}"].itemsize
-        block[f"value{column}"] = _binary_values(present[:, column], kind)
+    values = [_binary_values(present[:, column], kind) for column, kind in enumerate(kinds)]
+    layout: list[tuple[str, Any]] = []
+    for column, column_values in enumerate(values):
+        value_type = column_values.dtype.newbyteorder(">")
+        layout += [(f"length{column}", ">i4"), (f"value{column}", value_type)]
+    block = np.empty(len(matrix), dtype=layout)
+    for column, column_values in enumerate(values):
+        block[f"length{column}"] = column_values.dtype.itemsize
+        block[f"value{column}"] = column_values
     encoded, size = block.tobytes(), block.itemsize
     fields = [encoded[start : start + size] for start in range(0, len(encoded), size)]
-    places: list[tuple[int, int]] = []  # each field's start and end in a row's piece
-    for column in range(len(kinds)):
-        start = places[-1][1] if places else 0
-        places.append((start, start + 4 + block.dtype[f"value{column}"].itemsize))
+    places, start = [], 0  # each field's start and end in a row's piece
+    for column_values in values:
+        places.append((start, start + 4 + column_values.dtype.itemsize))
+        start = places[-1][1]
     for row in np.flatnonzero(missing.any(axis=1)).tolist():
         whole = fields[row]
         fields[row] = b"".join(
@@ -130,17 +132,12 @@ def _number_fields(matrix: np.ndarray, kinds: Sequence[sa.types.TypeEngine[Any]]
     return fields
 
 
-def _binary_type(kind: sa.types.TypeEngine[Any]) -> str:
-    if isinstance(kind, sa.Boolean):
-        return "?"
-    return ">i8" if isinstance(kind, sa.Integer | sa.DateTime) else ">f8"
-
-
 def _binary_values(values: np.ndarray, kind: sa.types.TypeEngine[Any]) -> np.ndarray:
-    """A numeric column's values as its binary fields hold them: times as microseconds since
-    PostgreSQL's epoch; integers (the engine's numbers are floats) rounded, and beyond 64 bits
-    (a "long" feature sent 1e30, which the API takes as a number) the nearest bigint: the
-    server refused it, failing every row of its batch."""
+    """A numeric column's values as its binary fields hold them (their dtype gives the
+    field's type and size): times as microseconds since PostgreSQL's epoch; integers (the
+    engine's numbers are floats) rounded, and beyond 64 bits (a "long" feature sent 1e30,
+    which the API takes as a number) the nearest bigint: the server refused it, failing every
+    row of its batch."""
     if isinstance(kind, sa.Boolean):
         flags: np.ndarray = np.not_equal(values, 0)
         return flags
