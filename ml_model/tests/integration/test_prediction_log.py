@@ -18,7 +18,7 @@ import psycopg2
 import pytest
 
 from ml_model.engine import Columns
-from ml_model.monitoring.log import WRITER, Answered, PredictionLog, columns_of, unpickled
+from ml_model.monitoring.log import WRITER, Answered, PredictionLog, columns_of
 from ml_model.monitoring.store import PredictionStore, StoreError, VersionTable
 from ml_model.preprocessing import FeatureSchema
 from tests.support.postgres import (
@@ -90,25 +90,42 @@ def test_sqlite_store_round_trip(tmp_path: Path) -> None:
     assert store.window(never_served, dt.datetime(2020, 1, 1, tzinfo=dt.UTC)).empty
 
 
-def test_classifier_rows_keep_labels_and_probabilities(tmp_path: Path) -> None:
-    store = PredictionStore(f"sqlite:///{tmp_path / 'monitoring.db'}")
-    log = PredictionLog(store.url, interval=0.05)
-    log.submit(
-        Answered(
-            CLASSES,
-            "req-9",
-            "/invocations",
-            2.0,
-            FeatureSchema(numeric=("bill",), categorical=()),
-            Columns(2, np.array([[40.1], [50.2]]), ()),
-            np.array(["Adelie", "Gentoo"]),
-            np.array([[0.9, 0.1], [0.2, 0.8]]),
+def test_classifier_rows_keep_labels_and_probabilities(
+    url_and_reader: tuple[str, PredictionStore],
+) -> None:
+    # Requests of one and of several rows in one batch: each row keeps its request's id and
+    # its own label and probabilities.
+    url, reader = url_and_reader
+    log = PredictionLog(url, interval=0.05)
+    for request_id, bills, labels, probabilities in (
+        ("req-9", [40.1, 50.2], ["Adelie", "Gentoo"], [[0.9, 0.1], [0.2, 0.8]]),
+        ("req-10", [41.0], ["Adelie"], [[1 / 3, 2 / 3]]),
+        ("req-11", [38.5, 39.5, 60.0], ["Adelie"] * 2 + ["Gentoo"], [[1.0, 0.0]] * 3),
+    ):
+        log.submit(
+            Answered(
+                CLASSES,
+                request_id,
+                "/invocations",
+                2.0,
+                FeatureSchema(numeric=("bill",), categorical=()),
+                Columns(len(bills), np.array(bills).reshape(-1, 1), ()),
+                np.array(labels),
+                np.array(probabilities),
+            )
         )
-    )
     log.close()
-    frame = store.window(CLASSES, dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
-    assert frame["_prediction"].tolist() == ["Adelie", "Gentoo"]
-    assert [json.loads(p) for p in frame["_probabilities"]] == [[0.9, 0.1], [0.2, 0.8]]
+    frame = reader.window(CLASSES, dt.datetime(2020, 1, 1, tzinfo=dt.UTC)).sort_values("bill")
+    assert frame["_request_id"].tolist() == [*["req-11"] * 2, "req-9", "req-10", "req-9", "req-11"]
+    assert frame["_prediction"].tolist() == ["Adelie"] * 4 + ["Gentoo"] * 2
+    assert [json.loads(p) for p in frame["_probabilities"]] == [
+        [1.0, 0.0],
+        [1.0, 0.0],
+        [0.9, 0.1],
+        [1 / 3, 2 / 3],
+        [0.2, 0.8],
+        [1.0, 0.0],
+    ]
 
 
 def test_table_names_are_sanitized_and_distinct() -> None:
@@ -137,6 +154,16 @@ def reader_url(cluster: PostgresCluster) -> str:
         f"postgresql+psycopg2://{MONITORING_READER}:{cluster.monitoring_reader_password}@"
         f"{cluster.host}:{cluster.port}/{MONITORING_DB}"
     )
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def url_and_reader(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, PredictionStore]:
+    """Each store: the writer's URL, and a store that reads (PostgreSQL: as its reader role)."""
+    if request.param == "postgres":
+        cluster = request.getfixturevalue("postgres_cluster")
+        return request.getfixturevalue("postgres_url"), PredictionStore(reader_url(cluster))
+    url = f"sqlite:///{tmp_path / 'monitoring.db'}"
+    return url, PredictionStore(url)
 
 
 def test_postgres_writer_inserts_and_reader_reads(
@@ -213,7 +240,7 @@ def test_reader_cannot_write(postgres_cluster: PostgresCluster, postgres_url: st
     PredictionStore(postgres_url).prepare(TABLE)
     reader = PredictionStore(reader_url(postgres_cluster))
     with pytest.raises(StoreError, match="cannot write"):
-        reader.insert(TABLE, columns_of(SCHEMA, unpickled(answered("req-x").queued())))
+        reader.insert(TABLE, columns_of(SCHEMA, [answered("req-x").queued()]))
     with pytest.raises(StoreError, match="cannot record feedback"):
         reader.record_feedback("req-x", "1")
 
@@ -275,10 +302,7 @@ def test_a_writer_process_that_dies_is_started_again(tmp_path: Path) -> None:
     assert sorted(set(frame["_request_id"])) == ["first", "second"]
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
-def test_values_come_back_exactly_as_logged(
-    kind: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
+def test_values_come_back_exactly_as_logged(url_and_reader: tuple[str, PredictionStore]) -> None:
     # Text that COPY's text format had to escape, numbers that only an exact form keeps, and a
     # lone surrogate, which the API accepts (JSON's "\ud800") but UTF-8 cannot hold: kept as
     # its escape. It made the whole batch fail (the writer process died on it, every row of
@@ -287,12 +311,7 @@ def test_values_come_back_exactly_as_logged(
     ages = [0.1 + 0.2, 1e-300, -2.5, np.nan, 123456.789, 2.0**0.5, np.inf]
     rooms = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]
     predictions = np.array([0.1, 0.2, 1 / 3, 2.0, -7.25, 1e10, 7.0])
-    if kind == "postgres":
-        url = request.getfixturevalue("postgres_url")
-        reader = PredictionStore(reader_url(request.getfixturevalue("postgres_cluster")))
-    else:
-        url = f"sqlite:///{tmp_path / 'monitoring.db'}"
-        reader = PredictionStore(url)
+    url, reader = url_and_reader
     written = Counter()
     log = PredictionLog(url, interval=0.05, on_written=written)
     logged_at = dt.datetime.now(dt.UTC).replace(microsecond=654321)

@@ -95,10 +95,23 @@ _POSTGRES_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC).timestamp()  # times co
 
 
 def _copy_fields(values: Sequence[Any], kind: sa.types.TypeEngine[Any]) -> list[bytes]:
-    """``values`` of a column of type ``kind`` (a number or text) as COPY binary fields."""
+    """``values`` of a column of type ``kind`` (a number or text) as COPY binary fields. Text
+    that repeats (routes, categories, class labels; a column's values are of one type) is
+    encoded once per distinct value: a sixth of the work a value."""
     if isinstance(kind, sa.Float):
         return [_NULL if value is None else _DOUBLE(8, value) for value in values]
-    return [_NULL if value is None else _text_field(_utf8(value)) for value in values]
+    distinct = set(values)
+    if 2 * len(distinct) > len(values):  # mostly distinct (request ids)
+        return list(map(_text_or_null, values))
+    field = {value: _text_or_null(value) for value in distinct}
+    return [field[value] for value in values]
+
+
+def _text_or_null(value: Any) -> bytes:
+    if value is None:
+        return _NULL
+    encoded = _utf8(value)
+    return _LENGTH(len(encoded)) + encoded
 
 
 def _number_fields(matrix: np.ndarray, kinds: Sequence[sa.types.TypeEngine[Any]]) -> list[bytes]:
@@ -150,10 +163,6 @@ def _binary_values(values: np.ndarray, kind: sa.types.TypeEngine[Any]) -> np.nda
     integers: np.ndarray = np.clip(rounded, _BIGINT_MIN, _LARGEST_FLOAT_BELOW_2_63).astype(np.int64)
     integers[rounded >= 2.0**63] = _BIGINT_MAX
     return integers
-
-
-def _text_field(encoded: bytes) -> bytes:
-    return _LENGTH(len(encoded)) + encoded
 
 
 def _utf8(value: Any) -> bytes:
