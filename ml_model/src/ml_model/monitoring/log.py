@@ -94,7 +94,7 @@ def columns_of(schema: FeatureSchema, queued: Iterable[bytes]) -> LogColumns:
     model version: times, latencies and numeric features as float64 arrays, missing
     categories None, probabilities JSON text. The requests' values are turned into columns
     all at once (a transposition, then a request's value repeated for each of its rows), not
-    request by request: half the work a row."""
+    request by request."""
     (
         times,
         request_ids,
