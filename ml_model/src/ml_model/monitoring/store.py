@@ -33,7 +33,7 @@ import sqlalchemy as sa
 SCHEMA = "prediction_log"
 # Rows given column by column: name → one value per row; the numeric features, the latency
 # and the time (Unix seconds) as float64 arrays (NaN = missing), every other column as a
-# sequence (None = missing).
+# sequence (None = missing; a regression's predictions are numbers).
 LogColumns = Mapping[str, Sequence[Any] | np.ndarray]
 BASE_COLUMNS = (
     "_logged_at",
@@ -87,19 +87,16 @@ def _write_ahead_log(connection: Any, _: Any) -> None:
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)  # no flags, no extension
 _COPY_TRAILER = struct.pack(">h", -1)
 _NULL = struct.pack(">i", -1)
-_DOUBLE = struct.Struct(">id").pack  # length 8, then the value
 _LENGTH = struct.Struct(">i").pack
 _BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
 _LARGEST_FLOAT_BELOW_2_63 = 2.0**63 - 1024
 _POSTGRES_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC).timestamp()  # times count from it
 
 
-def _copy_fields(values: Sequence[Any], kind: sa.types.TypeEngine[Any]) -> list[bytes]:
-    """``values`` of a column of type ``kind`` (a number or text) as COPY binary fields. Text
-    that repeats (routes, categories, class labels; a column's values are of one type) is
-    encoded once per distinct value: a sixth of the work a value."""
-    if isinstance(kind, sa.Float):
-        return [_NULL if value is None else _DOUBLE(8, value) for value in values]
+def _text_fields(values: Sequence[Any] | np.ndarray) -> list[bytes]:
+    """A text column's ``values`` as COPY binary fields. Text that repeats (routes,
+    categories, class labels; a column's values are of one type) is encoded once per distinct
+    value: a sixth of the work a value."""
     distinct = set(values)
     if 2 * len(distinct) > len(values):  # mostly distinct (request ids)
         return list(map(_text_or_null, values))
@@ -325,13 +322,14 @@ class PredictionStore:
 
     def _copy(self, connection: sa.Connection, table: sa.Table, columns: LogColumns) -> None:
         """PostgreSQL: the rows in one binary ``COPY``, five times less work than the batched
-        ``INSERT`` SQLAlchemy sends through psycopg2 even as text. The array columns (times,
-        latencies, numeric features) come first, each row's as one piece (``_number_fields``)."""
-        numbers = [name for name, column in columns.items() if isinstance(column, np.ndarray)]
-        others = {n: c for n, c in columns.items() if not isinstance(c, np.ndarray)}
-        fields = [_copy_fields(column, table.c[name].type) for name, column in others.items()]
+        ``INSERT`` SQLAlchemy sends through psycopg2 even as text. The columns that are not
+        text (times, latencies, a regression's predictions, numeric features) come first,
+        each row's as one piece (``_number_fields``)."""
+        numbers = [name for name in columns if not isinstance(table.c[name].type, sa.Text)]
+        others = [name for name in columns if name not in numbers]
+        fields = [_text_fields(columns[name]) for name in others]
         if numbers:
-            matrix = np.column_stack([columns[name] for name in numbers])
+            matrix = np.column_stack([np.asarray(columns[n], dtype=np.float64) for n in numbers])
             fields.insert(0, _number_fields(matrix, [table.c[name].type for name in numbers]))
         per_row = repeat(struct.pack(">h", len(columns)), len(fields[0]))  # the field count
         rows = b"".join(chain.from_iterable(zip(per_row, *fields, strict=True)))
