@@ -25,8 +25,10 @@ The API reads large bodies at ``API_LARGE_BODY_MIB_PER_SECOND`` while other requ
 flight (its default, or ``--large-body-mib-per-second``; 0 reads them at full speed).
 
 Goal (issue: hostile input costs bounded work): each hostile body answered 4xx in < 100 ms
-with < 20 MB RSS growth; valid traffic's p99 unchanged while they run. Everything shares this
-machine's cores: compare within one run.
+with < 20 MB RSS growth; valid traffic's p99 unchanged while they run: within 1.1x of alone
+(the median of the rounds), judged only when alone again is itself within 1.1x of alone
+(otherwise the run says undecided: the machine moved more than the goal allows). Everything
+shares this machine's cores: compare within one run.
 """
 
 from __future__ import annotations
@@ -308,6 +310,10 @@ def _p99_ratios(results: dict[str, Any], loaded: str) -> RoundRatios:
     return RoundRatios.of([_p99_ratio(r, loaded) for r in results["rounds"]])
 
 
+def _yes_no(met: bool) -> str:
+    return "yes" if met else "NO"
+
+
 def report(results: dict[str, Any], args: argparse.Namespace) -> str:
     lines = [
         f"prediction-api, 1 worker; {os.cpu_count()} CPUs shared with the clients; "
@@ -353,26 +359,29 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
             )
     bodies = results["bodies"].values()
     attacked = _p99_ratios(results, "attacked")
+    control = _p99_ratios(results, "alone_again")
     checks = [
         (
             "every hostile body answered 4xx",
-            all(400 <= s < 500 for r in bodies for s in r["statuses"]),
+            _yes_no(all(400 <= s < 500 for r in bodies for s in r["statuses"])),
         ),
-        (f"each in < {GOAL_MS:g} ms (median)", all(r["ms_median"] < GOAL_MS for r in bodies)),
+        (
+            f"each in < {GOAL_MS:g} ms (median)",
+            _yes_no(all(r["ms_median"] < GOAL_MS for r in bodies)),
+        ),
         (
             f"RSS growth < {GOAL_RSS_MIB:g} MiB",
-            all(r["rss_growth_mib"] < GOAL_RSS_MIB for r in bodies),
+            _yes_no(all(r["rss_growth_mib"] < GOAL_RSS_MIB for r in bodies)),
         ),
         (
             f"valid p99 with hostile clients within {P99_UNCHANGED:g}x of alone, median of the "
             f"rounds ({attacked.text()}; the sink "
-            f"{_p99_ratios(results, 'bytes_only').text()}; alone again "
-            f"{_p99_ratios(results, 'alone_again').text()})",
-            attacked.median <= P99_UNCHANGED,
+            f"{_p99_ratios(results, 'bytes_only').text()}; alone again {control.text()})",
+            attacked.verdict(P99_UNCHANGED, control),
         ),
     ]
     lines += ["", "| target | met |", "|---|---|"]
-    lines += [f"| {name} | {'yes' if ok else 'NO'} |" for name, ok in checks]
+    lines += [f"| {name} | {met} |" for name, met in checks]
     statuses = ", ".join(f"{k}: {v}" for k, v in sorted(results["hostile_statuses"].items()))
     lines.append(f"\nHostile answers during the load: {statuses}.")
     return "\n".join(lines)
