@@ -24,12 +24,14 @@ define ring
 endef
 
 .PHONY: help setup install lint typecheck test test-unit test-integration demo demo-check e2e \
-	bench-train bench-serving bench-pipeline bench-engine bench-hostile bench-monitoring compose-config clean
+	bench-train bench-serving bench-pipeline bench-engine bench-hostile bench-startup bench-spark \
+	bench-monitoring compose-config clean
 
 # Every target that runs the project's environment creates it first, so each works on a fresh
 # clone by itself (uv sync takes well under a second when .venv is current).
 lint typecheck compose-config test-unit test-integration demo-check e2e \
-	bench-train bench-serving bench-pipeline bench-engine bench-hostile: install
+	bench-train bench-serving bench-pipeline bench-engine bench-hostile bench-startup bench-spark \
+	bench-monitoring: install
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -49,7 +51,7 @@ lint: ## Hygiene hooks, ruff (lint + format check) and the uv.lock check, as pre
 typecheck: ## mypy --strict on every member's src/ and on tools/
 	$(VENV)/bin/mypy $(SRC_DIRS) tools
 
-test-unit: ## Unit ring: no servers, no system packages (under a minute warm)
+test-unit: ## Unit ring: no servers, no system packages (2-4 minutes on 2 cores)
 	$(call ring,unit,$(PYTEST) -m unit)
 
 test-integration: ## Integration ring: real PostgreSQL, mlflow server, nginx, uvicorn, S3 stand-in
@@ -84,15 +86,13 @@ bench-engine: ## Batch inference: the engine vs pipeline.predict on 1M rows; ml-
 bench-hostile: ## Hostile request bodies: status, time and memory per body, valid traffic's p99
 	$(PY) -m bench.hostile
 
-.PHONY: bench-startup
-bench-startup: install
 bench-startup: ## Time to a target typo's error vs `import mlflow, xgboost`
 	$(PY) -m bench.startup
 
-bench-spark: install ## Batch scoring: ml-model score on a Spark cluster vs spark_udf, per core vs the engine
+bench-spark: ## Batch scoring: ml-model score on a Spark cluster vs spark_udf, per core vs the engine
 	$(PY) -m bench.spark
 
-bench-monitoring: install ## Prediction log's cost: one-row /predict latency, log on vs off
+bench-monitoring: ## Prediction log's cost: one-row /predict latency, log on vs off
 	$(PY) -m bench.monitoring
 
 clean: ## Remove local stores, caches and build outputs (keeps .venv)

@@ -6,6 +6,7 @@ accordingly, so ``pytest -m unit`` and ``pytest -m integration`` select a ring.
 """
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,3 +48,19 @@ def ring_of(path: Path) -> str:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         item.add_marker(ring_of(item.path))
+
+
+# Where MLflow keeps runs when no tracking URI is set (and a SQLite store's artifacts when its
+# experiment names no location): the working directory. A test belongs in its own tmp_path.
+MLFLOW_DEFAULT_STORES = ("mlflow.db", "mlruns", "mlartifacts")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_store_left_in_the_working_directory() -> Iterator[None]:
+    """Fail the run when its tests leave an MLflow store in the working directory (the
+    checkout, under ``make test``) that was not there before."""
+    cwd = Path.cwd()
+    before = {name for name in MLFLOW_DEFAULT_STORES if (cwd / name).exists()}
+    yield
+    left = [n for n in MLFLOW_DEFAULT_STORES if n not in before and (cwd / n).exists()]
+    assert not left, f"tests wrote MLflow stores into {cwd}: {', '.join(left)}"

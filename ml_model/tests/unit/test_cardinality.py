@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,16 +81,6 @@ def encoded_width(X: pd.DataFrame, cfg: TrainConfig) -> int:
     return int(pipeline[:-1].fit_transform(X).shape[1])
 
 
-@pytest.fixture
-def tracking(tmp_path: Path) -> Iterator[str]:
-    """An experiment of a store in ``tmp_path`` (its artifacts there too): its id."""
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    try:
-        yield mlflow.create_experiment("cardinality", (tmp_path / "artifacts").as_uri())
-    finally:
-        mlflow.set_tracking_uri(None)
-
-
 @pytest.mark.parametrize(
     "features",
     [
@@ -115,12 +104,12 @@ def test_planned_width_is_the_fitted_pipelines(features: dict[str, Any]) -> None
 
 
 def test_default_cap_keeps_the_most_frequent_categories_and_one_infrequent_column(
-    caplog: pytest.LogCaptureFixture, tracking: str
+    caplog: pytest.LogCaptureFixture, local_experiment: str
 ) -> None:
     X = table(2000).drop(columns=["y", "user_id"])
     cfg = config()
     with (
-        mlflow.start_run(experiment_id=tracking) as run,
+        mlflow.start_run(experiment_id=local_experiment) as run,
         caplog.at_level(logging.INFO, logger="ml_model"),
     ):
         plan = check_encoding(X, cfg)
@@ -149,9 +138,12 @@ def test_default_cap_keeps_the_most_frequent_categories_and_one_infrequent_colum
     }
 
 
-def test_identifier_column_is_refused_by_name(tracking: str) -> None:
+def test_identifier_column_is_refused_by_name(local_experiment: str) -> None:
     X = table().drop(columns=["y"])
-    with mlflow.start_run(experiment_id=tracking) as run, pytest.raises(UserError) as refused:
+    with (
+        mlflow.start_run(experiment_id=local_experiment) as run,
+        pytest.raises(UserError) as refused,
+    ):
         check_encoding(X, config())
     message = str(refused.value)
     assert "'user_id' (400 distinct in 400 values)" in message
@@ -160,33 +152,35 @@ def test_identifier_column_is_refused_by_name(tracking: str) -> None:
     assert mlflow.get_run(run.info.run_id).data.metrics["encoded_columns"] > 0  # recorded first
 
 
-def test_identifier_column_listed_as_categorical_is_kept_capped(tracking: str) -> None:
+def test_identifier_column_listed_as_categorical_is_kept_capped(local_experiment: str) -> None:
     X = table().drop(columns=["y"])
     cfg = config(data={"source": "x.csv", "target": "y", "categorical_columns": ["user_id"]})
-    with mlflow.start_run(experiment_id=tracking):
+    with mlflow.start_run(experiment_id=local_experiment):
         plan = check_encoding(X, cfg)
     user_id = next(c for c in plan.categorical if c.name == "user_id")
     assert (user_id.distinct, user_id.encoded, user_id.infrequent) == (400, 100, 301)
     assert plan.width == encoded_width(X, cfg)
 
 
-def test_small_tables_with_distinct_values_are_not_identifiers(tracking: str) -> None:
+def test_small_tables_with_distinct_values_are_not_identifiers(local_experiment: str) -> None:
     X = table(150).drop(columns=["y"])  # 150 distinct user_id values: too few to tell
-    with mlflow.start_run(experiment_id=tracking):
+    with mlflow.start_run(experiment_id=local_experiment):
         assert check_encoding(X, config()).rows == 150
 
 
-def test_encoding_beyond_available_memory_is_refused_with_the_estimate(tracking: str) -> None:
+def test_encoding_beyond_available_memory_is_refused_with_the_estimate(
+    local_experiment: str,
+) -> None:
     X = table().drop(columns=["y", "user_id"])
     cfg = config(features={"max_categories": None})
     plan = plan_encoding(X, cfg)
-    with mlflow.start_run(experiment_id=tracking), pytest.raises(UserError) as refused:
+    with mlflow.start_run(experiment_id=local_experiment), pytest.raises(UserError) as refused:
         check_encoding(X, cfg, available=plan.peak_bytes - 1)
     message = str(refused.value)
     assert f"encoding 400 rows as {plan.width} columns needs about" in message
     assert "the widest is 'product'" in message
     assert "features.max_categories" in message and "data.drop_columns" in message
-    with mlflow.start_run(experiment_id=tracking):
+    with mlflow.start_run(experiment_id=local_experiment):
         assert check_encoding(X, cfg, available=plan.peak_bytes).width == plan.width
 
 

@@ -2,7 +2,6 @@
 
 import logging
 import warnings
-from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -155,20 +154,19 @@ def test_forced_kinds_stay_and_forced_numeric_columns_count_unparsed_cells() -> 
 
 
 def test_train_logs_and_records_the_schema_and_unparsed_cells(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    local_experiment: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     frame = pd.DataFrame({"amount": _mostly_numbers(100, ["n/a"] * 3), "city": ["a", "b"] * 50})
     frame.attrs[ROWS_DROPPED_MISSING_TARGET] = 4
     # fitted on rows without the bad cells: they are counted in the whole table all the same
     pipeline = Pipeline([(PREPROCESS, DataPreprocessor().fit(frame.iloc[:80]))])
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    try:
-        with mlflow.start_run() as run, caplog.at_level(logging.INFO, logger="ml_model"):
-            train.log_data_contract(frame, pipeline)
-        metrics = mlflow.get_run(run.info.run_id).data.metrics
-        schema = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/dataset/schema.json")
-    finally:
-        mlflow.set_tracking_uri(None)
+    with (
+        mlflow.start_run(experiment_id=local_experiment) as run,
+        caplog.at_level(logging.INFO, logger="ml_model"),
+    ):
+        train.log_data_contract(frame, pipeline)
+    metrics = mlflow.get_run(run.info.run_id).data.metrics
+    schema = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/dataset/schema.json")
     assert "feature schema: numeric ['amount'], categorical ['city']" in caplog.text
     assert "numeric column 'amount': 3 cells do not parse as numbers" in caplog.text
     assert metrics == {"rows_dropped_missing_target": 4, "unparsed_numeric_cells": 3}
