@@ -20,8 +20,7 @@ requests at concurrency 8 while four clients post hostile 8 MB bodies back to ba
 in the serving process's threads, a p99 of 85 ms (1.5 ms alone); here, with large bodies read
 at full speed (``API_LARGE_BODY_MIB_PER_SECOND=0``), 2.05x the p99 alone, against 1.36x when
 the same clients post as many bodies to a sink that only reads them. By default large bodies
-are paced while other requests are in flight (``http.LargeBodyPacer``): 4-5 bodies a second
-instead of 26-28, and 1.12x-1.26x (two slices alone differ by 1.06x-1.07x). Large bodies are
+are paced beside other traffic (``http.LargeBodyPacer``; README for the figures). Large bodies are
 not read one at a time to throttle them: one client uploading slowly would then hold up every
 other large body.
 """

@@ -12,8 +12,8 @@ Small requests stay on the event loop and share booster calls (``coalescer``); b
 INLINE_BODY_BYTES (big batches) are decoded and predicted in the thread pool so they do not
 stall the loop, those over PROCESS_BODY_BYTES (declared so, or sent without a length and
 grown past it) written to a file as they arrive and decoded in the decoder process
-(``decoder_process``) so that they do not hold the loop's interpreter lock either; while other
-requests are in flight those are read at a bounded rate (``http.LargeBodyPacer``).
+(``decoder_process``) so that they do not hold the loop's interpreter lock either; beside
+other traffic those are read at a bounded rate (``http.LargeBodyPacer``).
 """
 
 from __future__ import annotations
@@ -119,15 +119,17 @@ class PredictionService:
                     model.inputs, route, spooled.name, content_type
                 )
                 content, prediction = await run_in_threadpool(predicted, model, route, converted)
-        elif len(body) > INLINE_BODY_BYTES:
-            content, converted, prediction = await run_in_threadpool(
-                answer, model, route, body, content_type
-            )
         else:
-            converted = decode(model.inputs, route, body, content_type)
-            raw = await self.coalescer.predict(model.compiled, converted.columns)
-            prediction = model.compiled.finish(raw)
-            content = render(model, route, prediction)
+            self.pacer.other()
+            if len(body) > INLINE_BODY_BYTES:
+                content, converted, prediction = await run_in_threadpool(
+                    answer, model, route, body, content_type
+                )
+            else:
+                converted = decode(model.inputs, route, body, content_type)
+                raw = await self.coalescer.predict(model.compiled, converted.columns)
+                prediction = model.compiled.finish(raw)
+                content = render(model, route, prediction)
         self.metrics.input_values(converted.coerced, "coerced")
         self.metrics.input_values(model.inputs.unseen(converted.columns), "unseen_category")
         return Answered(content, model, converted.columns, prediction)

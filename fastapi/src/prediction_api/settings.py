@@ -80,9 +80,9 @@ class ApiSettings(BaseSettings):
         default=16.0,
         ge=0.0,
         validation_alias="API_LARGE_BODY_MIB_PER_SECOND",
-        description="While other predictions are in flight, bodies over 1 MiB are read at "
-        "most this fast in all (MiB/s, per worker), so that uploads cannot crowd predictions "
-        "out; with none in flight, at full speed. 0: never slowed.",
+        description="While other requests are in flight or came in the last 0.1 s, bodies "
+        "over 1 MiB are read at most this fast in all (MiB/s, per worker), so that uploads "
+        "cannot crowd predictions out; with no other traffic, at full speed. 0: never slowed.",
     )
     host: str = Field(
         default="127.0.0.1",
