@@ -90,7 +90,7 @@ async def copy_body(
 # Other traffic counts as present for this long after a request that is not large: between
 # one-row requests the service often has none of them in flight for an instant (answered, the
 # next not read yet), and the large bodies read in those instants went unpaced: beside one-row
-# requests at concurrency 8, 4-55 MiB/s more than the 16 MiB/s paced.
+# requests at concurrency 8, 5-24 MiB/s more than the 16 MiB/s paced.
 OTHER_TRAFFIC_SECONDS = 0.1
 
 
