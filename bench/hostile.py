@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from bench import serving
-from bench.rounds import RoundRatios
+from bench.rounds import RoundRatios, yes_no
 from tools.processes import ServerProcess, environ_without, free_port, port_open, running
 
 PREDICT, INVOCATIONS = "/predict", "/invocations"
@@ -310,10 +310,6 @@ def _p99_ratios(results: dict[str, Any], loaded: str) -> RoundRatios:
     return RoundRatios.of([_p99_ratio(r, loaded) for r in results["rounds"]])
 
 
-def _yes_no(met: bool) -> str:
-    return "yes" if met else "NO"
-
-
 def report(results: dict[str, Any], args: argparse.Namespace) -> str:
     lines = [
         f"prediction-api, 1 worker; {os.cpu_count()} CPUs shared with the clients; "
@@ -363,15 +359,15 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
     checks = [
         (
             "every hostile body answered 4xx",
-            _yes_no(all(400 <= s < 500 for r in bodies for s in r["statuses"])),
+            yes_no(all(400 <= s < 500 for r in bodies for s in r["statuses"])),
         ),
         (
             f"each in < {GOAL_MS:g} ms (median)",
-            _yes_no(all(r["ms_median"] < GOAL_MS for r in bodies)),
+            yes_no(all(r["ms_median"] < GOAL_MS for r in bodies)),
         ),
         (
             f"RSS growth < {GOAL_RSS_MIB:g} MiB",
-            _yes_no(all(r["rss_growth_mib"] < GOAL_RSS_MIB for r in bodies)),
+            yes_no(all(r["rss_growth_mib"] < GOAL_RSS_MIB for r in bodies)),
         ),
         (
             f"valid p99 with hostile clients within {P99_UNCHANGED:g}x of alone, median of the "

@@ -31,7 +31,7 @@ from typing import Any
 
 import requests
 
-from bench.rounds import RoundRatios
+from bench.rounds import RoundRatios, yes_no
 from bench.serving import BIN, MODEL, load, run_child, settle, write_bodies
 from tests.support.postgres import (
     MONITORING_DB,
@@ -171,7 +171,7 @@ def report(results: dict[str, dict[str, list[float]]], logged: dict[str, Any]) -
             ),
             (
                 f"c={concurrency}: no p99 regression (the median within the control's interval)",
-                "yes" if p99.median <= control.interval[1] else "NO",
+                yes_no(p99.median <= control.interval[1]),
             ),
         )
         lines += [f"| {name} | {met} |" for name, met in checks]

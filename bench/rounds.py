@@ -44,7 +44,7 @@ class RoundRatios:
         allows, so this run cannot tell."""
         if max(control.median, 1 / control.median) > bound:
             return f"undecided (the control's median is {control.median:.2f}x)"
-        return "yes" if self.median <= bound else "NO"
+        return yes_no(self.median <= bound)
 
     def text(self, digits: int = 2) -> str:
         """``median (low-high; 90 % a-b)``."""
@@ -53,3 +53,8 @@ class RoundRatios:
             f"{f.format(self.median)}x ({f.format(self.low)}-{f.format(self.high)}x; 90 % "
             f"{f.format(self.interval[0])}-{f.format(self.interval[1])}x)"
         )
+
+
+def yes_no(met: bool) -> str:
+    """A target's cell in a bench's verdict table."""
+    return "yes" if met else "NO"

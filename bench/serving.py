@@ -61,7 +61,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench.rounds import RoundRatios
+from bench.rounds import RoundRatios, yes_no
 from tools.processes import ServerProcess, cpu_seconds, environ_without, free_port, http_ok
 
 MODEL = "bench-serving"
@@ -695,7 +695,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
         ),
     ]
     lines += ["", "| target | met | measured |", "|---|---|---|"]
-    lines += [f"| {name} | {'yes' if ok else 'NO'} | {value} |" for name, ok, value in checks]
+    lines += [f"| {name} | {yes_no(ok)} | {value} |" for name, ok, value in checks]
     return "\n".join(lines)
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
+from ml_model.tracking import connect, experiment_id
 from tests.support.pipelines import Fit, fitter
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
@@ -28,12 +29,14 @@ def fit() -> Fit:
 
 
 @pytest.fixture
-def local_experiment(tmp_path: Path) -> Iterator[str]:
-    """The id of an experiment in a SQLite store in ``tmp_path``, its artifacts there too (the
-    store's own default experiment would keep them in the working directory), with the tracking
-    URI set to that store for the test."""
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+def local_experiment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The id of an experiment in an embedded store in ``tmp_path`` (connected as the trainer
+    connects: its artifacts there too, where a SQLite store's default experiment would keep
+    them in the working directory)."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("ML_MODEL_HOME", str(tmp_path))
+    connect()
     try:
-        yield mlflow.create_experiment("test", (tmp_path / "artifacts").as_uri())
+        yield experiment_id("test")
     finally:
         mlflow.set_tracking_uri(None)

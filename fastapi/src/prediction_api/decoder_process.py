@@ -20,9 +20,9 @@ requests at concurrency 8 while four clients post hostile 8 MB bodies back to ba
 in the serving process's threads, a p99 of 85 ms (1.5 ms alone); here, with large bodies read
 at full speed (``API_LARGE_BODY_MIB_PER_SECOND=0``), 2.05x the p99 alone, against 1.36x when
 the same clients post as many bodies to a sink that only reads them. By default large bodies
-are paced beside other traffic (``http.LargeBodyPacer``; README for the figures). Large bodies are
-not read one at a time to throttle them: one client uploading slowly would then hold up every
-other large body.
+are paced beside other traffic (``http.LargeBodyPacer``; README for the figures). Large
+bodies are not read one at a time to throttle them: one client uploading slowly would then
+hold up every other large body.
 """
 
 from __future__ import annotations
