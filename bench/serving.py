@@ -37,9 +37,10 @@ far less per request than either server. Measures (seconds per server, over all 
 In-process limits (no HTTP, one thread): ``pipeline.predict`` on a DataFrame vs the API's
 compiled path, both from parsed records (validated records → predictions) and from the JSON
 body as ``POST /predict`` takes it (typed decoding, validation, predictions, JSON answer), one
-row (median) and ``--rows`` rows (mean). The batch target is held against the faster of the
-two. Everything shares this machine's cores, the load generator included: compare ratios
-within one run, not absolute numbers across machines.
+row (median) and ``--rows`` rows (mean); and the booster alone on the feature matrix, through
+the engine's direct call and through XGBoost's ``inplace_predict``. The batch target is held
+against the faster of the two paths. Everything shares this machine's cores, the load
+generator included: compare ratios within one run, not absolute numbers across machines.
 """
 
 from __future__ import annotations
@@ -336,9 +337,18 @@ def child_inprocess(work: Path, version: str, rows: int, seconds: float) -> dict
         split_body = json.dumps({"dataframe_split": split}).encode()
         average = statistics.median if n == 1 else statistics.mean
         matrix = model.compiled.matrix(model.inputs.records(records, ("body",)))
+        call = model.compiled.booster
+        inplace = partial(
+            call.booster.inplace_predict,
+            matrix,
+            iteration_range=call.iteration_range,
+            missing=call.missing,
+            validate_features=False,
+        )
         out[str(n)] = {
             "pipeline_s": average(_timed(partial(pipeline.predict, frame), seconds)),
-            "booster_s": average(_timed(partial(model.compiled.booster, matrix), seconds)),
+            "inplace_s": average(_timed(inplace, seconds)),
+            "booster_s": average(_timed(partial(call, matrix), seconds)),
             "ours_s": average(_timed(partial(compiled_path, records), seconds)),
             "ours_json_s": average(_timed(partial(answer, model, PREDICT, body), seconds)),
             "ours_split_s": average(
@@ -647,6 +657,12 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
     lines.append(
         f"| the booster alone on the feature matrix: one row (ms), {args.rows} rows (rows/s) | | "
         f"{one['booster_s'] * 1e3:.3f}, {args.rows / many['booster_s']:.0f} | |"
+    )
+    lines.append(
+        "| the same through XGBoost's own `inplace_predict`: one row (ms), "
+        f"{args.rows} rows (rows/s) | | {one['inplace_s'] * 1e3:.3f}, "
+        f"{args.rows / many['inplace_s']:.0f} | one row "
+        f"{one['inplace_s'] / one['booster_s']:.2f}x slower |"
     )
     lines.append(
         f"| {args.rows} rows as /invocations dataframe_split, from the JSON body (rows/s) | "

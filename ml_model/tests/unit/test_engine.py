@@ -5,6 +5,8 @@ reproduce."""
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -200,6 +202,26 @@ def test_direct_booster_call_equals_inplace_predict(fit: Any) -> None:
     expected = booster.inplace_predict(X, validate_features=False)
     np.testing.assert_array_equal(call(X), expected)
     np.testing.assert_array_equal(call(X[:1]), expected[:1])
+
+
+def test_direct_booster_calls_from_many_threads_each_get_their_own_rows(fit: Any) -> None:
+    """Each thread holds its own input for XGBoost: concurrent calls on different matrices
+    never mix their rows."""
+    fitted = fit(Task.REGRESSION, trees=60)
+    booster = xgboost_model(fitted.pipeline).get_booster()
+    call = BoosterCall(booster, (0, 0), float("nan"))
+    rng = np.random.default_rng(11)
+    matrices = [rng.normal(size=(rows, booster.num_features())) for rows in (1, 2, 5, 9)]
+    expected = [booster.inplace_predict(X, validate_features=False) for X in matrices]
+    start = threading.Barrier(len(matrices))
+
+    def predict_repeatedly(index: int) -> int:
+        start.wait()
+        return sum(not np.array_equal(call(matrices[index]), expected[index]) for _ in range(500))
+
+    with ThreadPoolExecutor(len(matrices)) as pool:
+        wrong = list(pool.map(predict_repeatedly, range(len(matrices))))
+    assert wrong == [0] * len(matrices)
 
 
 def test_unsupported_steps_are_refused(fit: Any) -> None:

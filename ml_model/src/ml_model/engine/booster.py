@@ -4,13 +4,16 @@
 uses XGBoost's thread pool: on one row that overhead exceeds the trees themselves. The served
 booster is a copy with a fixed thread count (one for the API, whose concurrency comes from
 requests; every core for batch scoring), and ``BoosterCall`` calls XGBoost's C function
-``XGBoosterPredictFromDense`` with arguments serialized once at load.
+``XGBoosterPredictFromDense`` with arguments serialized once at load and an input holder (a
+proxy DMatrix) kept per thread: without one, XGBoost builds a fresh holder per call, whose
+context reads the machine's CPU limits from files (a quarter of a one-row call).
 """
 
 from __future__ import annotations
 
 import ctypes
 import json
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -61,11 +64,12 @@ def threaded_booster(model: Any, threads: int) -> tuple[Any, tuple[int, int]]:
 class BoosterCall:
     """``Booster.inplace_predict`` on a dense float64 matrix, with its per-call overhead paid
     once: the prediction arguments are serialized at load and XGBoost's C function
-    ``XGBoosterPredictFromDense`` is called directly (the wrapper rebuilds JSON arguments and
-    a helper class on every call, which costs more than the trees on one row). Used only when
-    it agrees exactly with ``inplace_predict`` on a probe matrix at load; otherwise every call
-    goes through ``inplace_predict``. Thread-safe like ``inplace_predict``: XGBoost keeps the
-    output buffer per thread and it is copied before returning."""
+    ``XGBoosterPredictFromDense`` is called directly, on an input holder each thread creates
+    once (the wrapper rebuilds JSON arguments and the holder on every call, which costs more
+    than the trees on one row). Used only when it agrees exactly with ``inplace_predict`` on a
+    probe matrix at load; otherwise every call goes through ``inplace_predict``. Thread-safe
+    like ``inplace_predict``: the holder is the calling thread's own, XGBoost keeps the output
+    buffer per thread, and it is copied before returning."""
 
     def __init__(self, booster: Any, iteration_range: tuple[int, int], missing: float) -> None:
         self.booster = booster  # keeps the handle alive
@@ -82,6 +86,7 @@ class BoosterCall:
                 "cache_id": 0,
             }
         ).encode()
+        self._holders = threading.local()
         self._lib = self._library()
         if self._lib is not None:
             probe = np.random.default_rng(0).normal(size=(3, booster.num_features()))
@@ -116,6 +121,15 @@ class BoosterCall:
             )
         )
 
+    def _holder(self) -> Any:
+        """This thread's proxy DMatrix (freed with the thread's locals)."""
+        holder = getattr(self._holders, "proxy", None)
+        if holder is None:
+            from xgboost.core import _ProxyDMatrix
+
+            holder = self._holders.proxy = _ProxyDMatrix()
+        return holder
+
     def _direct(self, X: np.ndarray) -> np.ndarray:
         X = np.ascontiguousarray(X, dtype=np.float64)
         rows, width = X.shape
@@ -131,7 +145,7 @@ class BoosterCall:
             self.booster.handle,
             interface,
             self._args,
-            None,
+            self._holder().handle,
             ctypes.byref(shape),
             ctypes.byref(dims),
             ctypes.byref(out),
