@@ -338,16 +338,9 @@ def child_inprocess(work: Path, version: str, rows: int, seconds: float) -> dict
         average = statistics.median if n == 1 else statistics.mean
         matrix = model.compiled.matrix(model.inputs.records(records, ("body",)))
         call = model.compiled.booster
-        inplace = partial(
-            call.booster.inplace_predict,
-            matrix,
-            iteration_range=call.iteration_range,
-            missing=call.missing,
-            validate_features=False,
-        )
         out[str(n)] = {
             "pipeline_s": average(_timed(partial(pipeline.predict, frame), seconds)),
-            "inplace_s": average(_timed(inplace, seconds)),
+            "inplace_s": average(_timed(partial(call.inplace_predict, matrix), seconds)),
             "booster_s": average(_timed(partial(call, matrix), seconds)),
             "ours_s": average(_timed(partial(compiled_path, records), seconds)),
             "ours_json_s": average(_timed(partial(answer, model, PREDICT, body), seconds)),

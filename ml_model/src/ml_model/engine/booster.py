@@ -92,7 +92,7 @@ class BoosterCall:
             probe = np.random.default_rng(0).normal(size=(3, booster.num_features()))
             probe[0, :] = np.nan
             try:
-                if not np.array_equal(self._direct(probe), self._wrapped(probe)):
+                if not np.array_equal(self._direct(probe), self.inplace_predict(probe)):
                     self._lib = None
             except Exception:  # any problem with the direct call: use the wrapper
                 self._lib = None
@@ -109,9 +109,10 @@ class BoosterCall:
         return self._lib is not None
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
-        return self._direct(X) if self._lib is not None else self._wrapped(X)
+        return self._direct(X) if self._lib is not None else self.inplace_predict(X)
 
-    def _wrapped(self, X: np.ndarray) -> np.ndarray:
+    def inplace_predict(self, X: np.ndarray) -> np.ndarray:
+        """The same prediction through XGBoost's own ``Booster.inplace_predict``."""
         return np.asarray(
             self.booster.inplace_predict(
                 X,
